@@ -1,0 +1,20 @@
+"""Site A (public schema)."""
+
+from django.conf import settings
+from django.urls import include, path
+
+from config.urls_common import urlpatterns as common
+from tenants import views as tenant_views
+
+urlpatterns = [
+    path("signup/", tenant_views.signup, name="signup"),
+    path("signup/<str:token>/", tenant_views.signup_progress, name="signup-progress"),
+    path("signup/<str:token>/status", tenant_views.signup_status, name="signup-status"),
+    *common,
+    path("", include("shop.urls")),
+]
+
+if settings.DEBUG:
+    from django.conf.urls.static import static
+
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
