@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 from tools.services import ROOT, ensure_postgres, ensure_redis, log, stop_redis
 
@@ -57,6 +58,7 @@ def main() -> int:
         for name, command in commands.items():
             children.append(subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True))
             log(f"started {name} (pid {children[-1].pid})")
+        wait_until_healthy(port, children)
         banner(shops)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(child.poll() is None for child in children):
@@ -68,6 +70,21 @@ def main() -> int:
         return 0
     finally:
         shutdown()
+
+
+def wait_until_healthy(port: str, children: list[subprocess.Popen], timeout: float = 60) -> None:
+    """Print the banner only once web and worker answer, so it is the last thing on screen."""
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/healthz", headers={"Host": "localhost"})
+    while time.monotonic() < deadline and all(child.poll() is None for child in children):
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 (our own server)
+                if json.load(response).get("status") == "ok":
+                    return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    log("still waiting for web/worker health; see the log above")
 
 
 def banner(shops: list[dict]) -> None:

@@ -57,14 +57,16 @@ _BOTH = [
 ]
 
 SHARED_APPS = [
-    # `tenants` precedes django_tenants so its `migrate` (which also migrates the template) wins.
-    "tenants",
-    "django_tenants",
+    # Order matters for overrides: unfold's admin templates must win over django_tenants' (which
+    # restyles the app list), and `tenants` must precede django_tenants so its `migrate` (which
+    # also migrates the template schema) is the one Django runs.
     "unfold",
     "unfold.contrib.filters",
     "unfold.contrib.forms",
     "unfold.contrib.import_export",
     "unfold.contrib.guardian",
+    "tenants",
+    "django_tenants",
     *_BOTH,
     "django.contrib.staticfiles",
     "django.contrib.humanize",
