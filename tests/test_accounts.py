@@ -42,7 +42,9 @@ def test_customer_signs_up_on_a_branch_and_gets_a_verification_mail_from_that_do
 def test_password_reset_link_points_at_the_branch_domain():
     with schema_context("alpha"):
         User.objects.create_user(username="forgetful", email="forgetful@alpha-customer.test", password="Old-Pass-13579")
-    response = host_client("alpha.localhost").post("/accounts/password/reset/", {"email": "forgetful@alpha-customer.test"})
+    response = host_client("alpha.localhost").post(
+        "/accounts/password/reset/", {"email": "forgetful@alpha-customer.test"}
+    )
     assert response.status_code == 302
     assert len(mail.outbox) == 1
     link = re.search(r"http://[^\s]+/accounts/password/reset/key/[^\s]+", mail.outbox[0].body).group(0)
@@ -56,7 +58,9 @@ def test_staff_with_totp_must_enter_a_code_before_the_admin():
         TOTP.activate(user, secret)
     client = host_client("alpha.localhost")
 
-    response = client.post("/accounts/login/?next=/admin/", {"login": "mfa-staff@alpha.test", "password": "Staff-Pass-9876"})
+    response = client.post(
+        "/accounts/login/?next=/admin/", {"login": "mfa-staff@alpha.test", "password": "Staff-Pass-9876"}
+    )
     assert response.status_code == 302 and response["Location"].startswith("/accounts/2fa/authenticate/")
     assert client.get("/admin/").status_code == 302  # not logged in yet
 

@@ -25,7 +25,7 @@ def log(message: str) -> None:
     print(f"[cardmesh] {message}", file=sys.stderr, flush=True)
 
 
-def ensure_postgres() -> tuple[str, object | None]:
+def ensure_postgres(db_name: str = DB_NAME) -> tuple[str, object | None]:
     """Return a DATABASE_URL and the server handle (None when DATABASE_URL was given)."""
     if os.environ.get("DATABASE_URL"):
         return os.environ["DATABASE_URL"], None
@@ -35,11 +35,11 @@ def ensure_postgres() -> tuple[str, object | None]:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}';")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{db_name}';")
     if "(1 row)" not in exists:
-        server.psql(f"CREATE DATABASE {DB_NAME};")
+        server.psql(f"CREATE DATABASE {db_name};")
     log(f"embedded PostgreSQL ready in {time.perf_counter() - started:.1f}s ({pgdata})")
-    return server.get_uri(DB_NAME), server
+    return server.get_uri(db_name), server
 
 
 def _socket_path(directory: Path) -> Path:
