@@ -26,8 +26,14 @@ def _ensure_database() -> None:
     from config.env import database_from_url
 
     config = database_from_url(os.environ["DATABASE_URL"])
-    params = {"dbname": "postgres", "user": config["USER"] or None, "host": config["HOST"] or None,
-              "port": config["PORT"] or None, "password": config["PASSWORD"] or None, "autocommit": True}
+    params = {
+        "dbname": "postgres",
+        "user": config["USER"] or None,
+        "host": config["HOST"] or None,
+        "port": config["PORT"] or None,
+        "password": config["PASSWORD"] or None,
+        "autocommit": True,
+    }
     with psycopg.connect(**{k: v for k, v in params.items() if v is not None}) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]).fetchone():
             conn.execute(f'CREATE DATABASE "{config["NAME"]}"')
@@ -94,10 +100,9 @@ def bench_routing() -> dict:
     from django.conf import settings
     from django.test import Client, override_settings
 
+    from bench.fixed_tenant import FixedBranchMiddleware
     from tenants.models import Branch, Domain
     from tenants.routing import branch_for_host, host_cache_forget
-
-    from bench.fixed_tenant import FixedBranchMiddleware
 
     alpha = Branch.objects.get(slug="alpha")
     routed = _requests_per_second(Client(HTTP_HOST="alpha.localhost"), "/")
@@ -145,12 +150,18 @@ def main() -> int:
     results = {"provisioning": bench_provisioning(), "routing": bench_routing()}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     p, r = results["provisioning"], results["routing"]
-    print(f"provisioning  clone {p['clone_median_ms']} ms vs migrations {p['migrations_median_ms']} ms "
-          f"(median of {p['runs']}): {p['speedup']}x faster; target met: {p['meets_target']}")
-    print(f"routing       {r['routed_rps']} req/s routed vs {r['single_tenant_rps']} req/s single-tenant: "
-          f"ratio {r['routed_vs_single_tenant']} ({r['overhead_us_per_request']} us/request)")
-    print(f"host lookup   cached {r['lookup_cached_us']} us vs database {r['lookup_database_us']} us: "
-          f"{r['cached_vs_database_lookup_speedup']}x")
+    print(
+        f"provisioning  clone {p['clone_median_ms']} ms vs migrations {p['migrations_median_ms']} ms "
+        f"(median of {p['runs']}): {p['speedup']}x faster; target met: {p['meets_target']}"
+    )
+    print(
+        f"routing       {r['routed_rps']} req/s routed vs {r['single_tenant_rps']} req/s single-tenant: "
+        f"ratio {r['routed_vs_single_tenant']} ({r['overhead_us_per_request']} us/request)"
+    )
+    print(
+        f"host lookup   cached {r['lookup_cached_us']} us vs database {r['lookup_database_us']} us: "
+        f"{r['cached_vs_database_lookup_speedup']}x"
+    )
     print(f"written to {RESULTS}")
     return 0
 

@@ -1,6 +1,196 @@
-from django.shortcuts import render
+"""Storefront pages. Thin: parse input, call one service or selector, render."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+from django_ratelimit.core import is_ratelimited
+
+from cardvault.models import CardReveal
+from catalog.models import Category
+from catalog.selectors import category_products, category_tree, featured_products, product_detail, product_search
+from core.errors import DomainError
+from orders.models import Order
+from orders.selectors import order_authorize_session, order_delivered_codes, order_viewer_may_see_codes
+from orders.services import CartItem, order_check_lookup, order_place
+from payments.services import payment_start
+from shop.forms import BuyForm, OrderLookupForm
+
+
+def _ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR")
 
 
 def home(request):
     """The storefront home of the current schema (Site A's own shop or a branch)."""
-    return render(request, "shop/home.html")
+    return render(request, "shop/home.html", {"categories": category_tree(), "products": featured_products()})
+
+
+def category(request, slug: str):
+    node = get_object_or_404(Category, slug=slug, is_active=True)
+    context = {"category": node, "categories": category_tree(), "products": category_products(node)}
+    return render(request, "shop/category.html", context)
+
+
+def product(request, slug: str):
+    card = product_detail(slug)
+    if card is None:
+        raise Http404("no such product")
+    form = BuyForm(user=request.user, initial={"variant": card.variants[0].variant.pk if card.variants else None})
+    return render(request, "shop/product.html", {"card": card, "form": form, "categories": category_tree()})
+
+
+@require_POST
+def buy(request, slug: str):
+    """Place the order (reserving codes) and send the customer to the payment page."""
+    card = product_detail(slug)
+    if card is None:
+        raise Http404("no such product")
+    form = BuyForm(request.POST, user=request.user)
+    if form.is_valid():
+        data = form.cleaned_data
+        checkout_input = {
+            spec["name"]: request.POST.get(f"input_{spec['name']}", "") for spec in card.product.checkout_fields or []
+        }
+        try:
+            order = order_place(
+                items=[
+                    CartItem(
+                        variant_id=data["variant"],
+                        quantity=data["quantity"],
+                        expected_unit_price=data["expected_price"],
+                        checkout_input=checkout_input,
+                    )
+                ],
+                email=data["email"],
+                lookup_password=data["lookup_password"],
+                customer=request.user,
+                client_ip=_ip(request),
+            )
+            order_authorize_session(request, order)
+            _attempt, url = payment_start(order=order, provider_code=data["payment"], request=request)
+            return redirect(url)
+        except DomainError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+    context = {"card": card, "form": form, "categories": category_tree()}
+    return render(request, "shop/product.html", context, status=400)
+
+
+def _order_context(request, order: Order) -> dict:
+    can_see = order_viewer_may_see_codes(request, order)
+    delivered = []
+    if can_see and order.status == Order.Status.DELIVERED:
+        delivered = order_delivered_codes(
+            order,
+            channel=CardReveal.Channel.ORDER_PAGE,
+            user=request.user,
+            ip=_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        )
+    return {
+        "order": order,
+        "lines": order.lines.all(),
+        "can_see_codes": can_see,
+        "delivered": delivered,
+        "events": order.events.all(),
+    }
+
+
+@never_cache
+def order_detail(request, number: str):
+    order = get_object_or_404(Order, number=number.upper())
+    return render(request, "shop/order.html", _order_context(request, order))
+
+
+@never_cache
+def order_status(request, number: str):
+    """Polled by the order page until the order settles; never includes codes."""
+    order = get_object_or_404(Order, number=number.upper())
+    return JsonResponse({"status": order.status, "label": order.get_status_display(), "final": order.is_final})
+
+
+@never_cache
+def order_codes_txt(request, number: str):
+    order = get_object_or_404(Order, number=number.upper())
+    if not order_viewer_may_see_codes(request, order) or order.status != Order.Status.DELIVERED:
+        raise Http404("no codes here")
+    delivered = order_delivered_codes(
+        order,
+        channel=CardReveal.Channel.TXT_DOWNLOAD,
+        user=request.user,
+        ip=_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+    )
+    rows = []
+    for item in delivered:
+        rows.extend(f"{code}|{secret}" if secret else code for code, secret in item.codes)
+    response = HttpResponse("\n".join(rows) + "\n", content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="order-{order.number}.txt"'
+    return response
+
+
+def order_lookup(request):
+    """Guest lookup: order number + e-mail + lookup password. Rate limited per IP and per order."""
+    form = OrderLookupForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        limited = is_ratelimited(
+            request, group="order-lookup", key="ip", rate=settings.ORDER_LOOKUP_RATE, method="POST", increment=True
+        )
+        number = request.POST.get("number", "").strip().upper()[:32]
+        limited = (
+            is_ratelimited(
+                request,
+                group="order-lookup-number",
+                key=lambda _g, _r: number,
+                rate=settings.ORDER_LOOKUP_RATE,
+                method="POST",
+                increment=True,
+            )
+            or limited
+        )
+        if limited:
+            form.add_error(None, _("Too many attempts. Please wait a minute and try again."))
+            status = 429
+        elif form.is_valid():
+            data = form.cleaned_data
+            order = Order.objects.filter(number=data["number"]).first()
+            if order and order_check_lookup(order, email=data["email"], password=data["password"]):
+                order_authorize_session(request, order)
+                return redirect("order-detail", number=order.number)
+            form.add_error(None, _("No order matches these details."))
+            status = 400
+        else:
+            status = 400
+    return render(request, "shop/order_lookup.html", {"form": form}, status=status)
+
+
+@login_required
+def my_orders(request):
+    orders = Order.objects.filter(customer=request.user).prefetch_related("lines").order_by("-created")[:100]
+    return render(request, "shop/my_orders.html", {"orders": orders})
+
+
+def search(request):
+    query = request.GET.get("q", "")
+    results = product_search(query)
+    if request.headers.get("Accept", "").startswith("application/json"):
+        return JsonResponse(
+            {"results": [{"name": p.name, "category": p.category.name, "url": f"/p/{p.slug}/"} for p in results]}
+        )
+    return render(request, "shop/search.html", {"query": query, "results": results, "categories": category_tree()})
+
+
+@require_POST
+def order_forget(request, number: str):
+    """Remove an order from this browser's session (shared computers)."""
+    allowed = [n for n in request.session.get("orders_authorized", []) if n != number]
+    request.session["orders_authorized"] = allowed
+    messages.info(request, _("This browser no longer shows the codes of that order."))
+    return redirect("home")

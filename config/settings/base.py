@@ -52,7 +52,14 @@ _BOTH = [
     "allauth.account",
     "allauth.mfa",
     "guardian",
+    "django.contrib.postgres",
     "core",
+    "notifications",
+    "catalog",
+    "cardvault",
+    "ledger",
+    "orders",
+    "payments",
     "shop",
 ]
 
@@ -234,10 +241,26 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "global_keyprefix
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_TENANT_CACHE_SECONDS = 30
+# Static entries are synced into django-celery-beat's tables (editable in Site A's admin).
+# Per-shop jobs go through the dispatcher: one beat entry, one task per shop.
+CELERY_BEAT_SCHEDULE = {
+    "orders-expire-unpaid": {
+        "task": "core.tasks.branches_dispatch",
+        "schedule": 60.0,
+        "args": ["orders.tasks.orders_expire_task"],
+        "kwargs": {"include_platform": True},
+    },
+}
 # The worker writes a heartbeat key this often; /healthz calls the worker down when it is older
 # than WORKER_HEARTBEAT_TTL.
 WORKER_HEARTBEAT_INTERVAL = env_int("WORKER_HEARTBEAT_INTERVAL", 10)
 WORKER_HEARTBEAT_TTL = env_int("WORKER_HEARTBEAT_TTL", 35)
+
+# --- Commerce -------------------------------------------------------------------------------------
+# Minutes a customer has to pay before the order expires and its reserved codes return to stock.
+ORDER_PAYMENT_MINUTES = env_int("ORDER_PAYMENT_MINUTES", 15)
+# Guest order lookups per IP.
+ORDER_LOOKUP_RATE = env_str("ORDER_LOOKUP_RATE", "10/m")
 
 # --- REST API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

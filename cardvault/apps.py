@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CardvaultConfig(AppConfig):
+    name = "cardvault"
+    verbose_name = "Code vault"

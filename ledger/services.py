@@ -1,0 +1,125 @@
+"""Posting to the ledger. The only way balances change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+
+from ledger.errors import IdempotencyConflict, InsufficientFunds, UnbalancedTransaction
+from ledger.models import Account, Entry, Transaction
+
+# The shop's own chart of accounts; created on first use.
+STANDARD_ACCOUNTS = {
+    "payment_clearing": ("Payment clearing", Account.Kind.ASSET),
+    "inventory": ("Code inventory", Account.Kind.ASSET),
+    "supplier_payable": ("Owed to suppliers", Account.Kind.LIABILITY),
+    "sales_revenue": ("Sales revenue", Account.Kind.REVENUE),
+    "cost_of_goods": ("Cost of goods sold", Account.Kind.EXPENSE),
+    "refunds": ("Refunds", Account.Kind.EXPENSE),
+}
+
+
+@dataclass(frozen=True)
+class Line:
+    account: str
+    amount: Decimal
+    dimensions: dict = field(default_factory=dict)  # order_id / product_id / variant_id
+
+
+def shop_currency() -> str:
+    tenant = getattr(connection, "tenant", None)
+    return getattr(tenant, "currency", None) or settings.PLATFORM_CURRENCY
+
+
+def account_get_or_create(
+    code: str,
+    *,
+    name: str | None = None,
+    kind: str | None = None,
+    may_go_negative: bool = True,
+    owner_type: str = "",
+    owner_id: str = "",
+) -> Account:
+    """Fetch an account by code, creating standard or described accounts on first use."""
+    account = Account.objects.filter(code=code).first()
+    if account:
+        return account
+    default_name, default_kind = STANDARD_ACCOUNTS.get(code, (name or code, kind or Account.Kind.ASSET))
+    try:
+        with transaction.atomic():
+            return Account.objects.create(
+                code=code,
+                name=name or default_name,
+                kind=kind or default_kind,
+                currency=shop_currency(),
+                may_go_negative=may_go_negative,
+                owner_type=owner_type,
+                owner_id=owner_id,
+            )
+    except IntegrityError:  # created concurrently
+        return Account.objects.get(code=code)
+
+
+@transaction.atomic
+def ledger_post(
+    *, kind: str, idempotency_key: str, lines: list[Line], reference: str = "", memo: str = ""
+) -> Transaction:
+    """Post a balanced journal transaction exactly once per ``idempotency_key``.
+
+    Accounts are locked in primary-key order (no deadlocks between concurrent posts) and their cached
+    balances move in the same database transaction as the entries. An account that may not go
+    negative raises ``InsufficientFunds`` and nothing is written.
+    """
+    existing = Transaction.objects.filter(idempotency_key=idempotency_key).first()
+    if existing:
+        _same_lines_or_conflict(existing, lines)
+        return existing
+    lines = [line for line in lines if line.amount]
+    if not lines or sum((line.amount for line in lines), Decimal(0)) != 0:
+        raise UnbalancedTransaction()
+    accounts = {line.account: account_get_or_create(line.account) for line in lines}
+    list(Account.objects.select_for_update().filter(pk__in=[a.pk for a in accounts.values()]).order_by("pk"))
+    try:
+        with transaction.atomic():
+            txn = Transaction.objects.create(kind=kind, idempotency_key=idempotency_key, reference=reference, memo=memo)
+            Entry.objects.bulk_create(
+                Entry(transaction=txn, account_id=accounts[line.account].pk, amount=line.amount, **line.dimensions)
+                for line in lines
+            )
+            for line in lines:
+                Account.objects.filter(pk=accounts[line.account].pk).update(balance=F("balance") + line.amount)
+    except IntegrityError as exc:
+        if "account_non_negative" in str(exc):
+            raise InsufficientFunds() from exc
+        if "idempotency_key" in str(exc):  # a concurrent post with the same key won
+            return Transaction.objects.get(idempotency_key=idempotency_key)
+        raise
+    return txn
+
+
+def _same_lines_or_conflict(existing: Transaction, lines: list[Line]) -> None:
+    wanted = sorted((line.account, line.amount) for line in lines if line.amount)
+    stored = sorted(existing.entries.values_list("account__code", "amount"))
+    if wanted != stored:
+        raise IdempotencyConflict()
+
+
+def ledger_check() -> list[tuple[str, Decimal, Decimal]]:
+    """Recompute every balance from its entries; return (account, cached, recomputed) mismatches,
+    plus any transaction whose entries do not sum to zero (as account ``txn:<id>``)."""
+    from django.db.models import Sum
+
+    problems: list[tuple[str, Decimal, Decimal]] = []
+    sums = dict(Entry.objects.values("account_id").annotate(total=Sum("amount")).values_list("account_id", "total"))
+    for account in Account.objects.order_by("pk"):
+        recomputed = sums.get(account.pk) or Decimal("0.00")
+        if recomputed != account.balance:
+            problems.append((account.code, account.balance, recomputed))
+    unbalanced = Entry.objects.values("transaction_id").annotate(total=Sum("amount")).exclude(total=0)
+    for row in unbalanced:
+        problems.append((f"txn:{row['transaction_id']}", Decimal(0), row["total"]))
+    return problems

@@ -1,0 +1,384 @@
+"""The order lifecycle: place (reserve stock), pay, deliver, expire, fulfil by hand.
+
+State machine (every transition writes an OrderEvent in the same transaction):
+
+    pending_payment ──paid──▶ delivered                (automatic goods, codes assigned)
+           │            └──▶ manual_fulfilment ──▶ delivered   (staff)
+           │            └──▶ awaiting_stock    ──▶ delivered   (stock arrived / staff)
+           ├──expire──▶ expired ──late payment──▶ delivered | awaiting_stock
+           └──cancel──▶ cancelled
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.hashers import check_password, make_password
+from django.db import transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from cardvault.models import Card
+from cardvault.services import cards_assign, cards_release_for_line, cards_reserve, out_of_stock, variant_stock
+from catalog.models import Product, Variant
+from catalog.pricing import PriceBook, money
+from ledger.services import Line, ledger_post, shop_currency
+from orders.errors import (
+    CheckoutInputMissing,
+    OrderStateError,
+    PriceChanged,
+    QuantityOutOfRange,
+    VariantUnavailable,
+)
+from orders.models import ManualDelivery, Order, OrderEvent, OrderLine
+
+S = Order.Status
+# Alphabet without look-alikes (0/O, 1/I/L): numbers are read out over the phone and typed in.
+_NUMBER_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+def order_number_new() -> str:
+    """Unguessable: 16 random symbols from a 31-letter alphabet (~79 bits)."""
+    return "".join(secrets.choice(_NUMBER_ALPHABET) for _ in range(16))
+
+
+@dataclass(frozen=True)
+class CartItem:
+    variant_id: int
+    quantity: int
+    expected_unit_price: Decimal | None = None  # what the customer saw; a mismatch is refused
+    checkout_input: dict = field(default_factory=dict)
+
+
+def _event(order: Order, to_status: str, *, actor=None, message: str = "", from_status: str | None = None) -> None:
+    OrderEvent.objects.create(
+        order=order,
+        from_status=order.status if from_status is None else from_status,
+        to_status=to_status,
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        message=message[:255],
+    )
+
+
+def _transition(order: Order, to_status: str, *, actor=None, message: str = "", **fields) -> None:
+    _event(order, to_status, actor=actor, message=message)
+    order.status = to_status
+    for name, value in fields.items():
+        setattr(order, name, value)
+    order.save(update_fields=["status", *fields])
+
+
+def _clean_checkout_input(product: Product, submitted: dict) -> dict:
+    cleaned = {}
+    for spec in product.checkout_fields or []:
+        name = spec.get("name")
+        value = str(submitted.get(name, "")).strip()[:500]
+        if spec.get("required") and not value:
+            raise CheckoutInputMissing(f"Please fill in: {spec.get('label') or name}.", field=name)
+        if value:
+            cleaned[name] = value
+    return cleaned
+
+
+@transaction.atomic
+def order_place(
+    *,
+    items: list[CartItem],
+    email: str,
+    lookup_password: str = "",
+    customer=None,
+    client_ip: str | None = None,
+    payment_minutes: int | None = None,
+) -> Order:
+    """Create an order at server-side prices and reserve its codes until payment is due.
+
+    Anything the client claims is re-derived: variant availability, quantity limits, price (a stale or
+    tampered price raises ``PriceChanged``), stock (``OutOfStock`` — nothing is kept).
+    """
+    if not items:
+        raise VariantUnavailable("Your order is empty.")
+    minutes = payment_minutes or settings.ORDER_PAYMENT_MINUTES
+    now = timezone.now()
+    variants = {
+        v.pk: v
+        for v in Variant.objects.select_related("product__category")
+        .prefetch_related("tiers")
+        .filter(pk__in=[i.variant_id for i in items])
+    }
+    book = PriceBook.default()
+    stock = variant_stock(variants)
+    priced = []
+    for item in items:
+        variant = variants.get(item.variant_id)
+        if variant is None or not (
+            variant.is_active and variant.product.is_active and variant.product.category.is_active
+        ):
+            raise VariantUnavailable(field="variant")
+        product = variant.product
+        if not product.min_quantity <= item.quantity <= product.max_quantity:
+            raise QuantityOutOfRange(
+                f"Please choose between {product.min_quantity} and {product.max_quantity}.", field="quantity"
+            )
+        quote = book.quote(variant, quantity=item.quantity)
+        if item.expected_unit_price is not None and money(item.expected_unit_price) != quote.unit_price:
+            raise PriceChanged(field="price")
+        if product.is_manual:
+            if variant.manual_stock is not None:
+                out_of_stock(variant.manual_stock, item.quantity)
+        else:
+            out_of_stock(stock.get(variant.pk), item.quantity)
+        priced.append((item, variant, quote, _clean_checkout_input(product, item.checkout_input)))
+
+    order = Order.objects.create(
+        number=order_number_new(),
+        customer=customer if getattr(customer, "is_authenticated", False) else None,
+        email=email.strip().lower(),
+        lookup_password=make_password(lookup_password) if lookup_password else "",
+        currency=shop_currency(),
+        total=sum((q.unit_price * i.quantity for i, _, q, _ in priced), Decimal("0")),
+        expires_at=now + timedelta(minutes=minutes),
+        client_ip=client_ip,
+    )
+    _event(order, S.PENDING_PAYMENT, actor=customer, message="order placed", from_status="")
+    for item, variant, quote, checkout_input in priced:
+        line = OrderLine.objects.create(
+            order=order,
+            variant=variant,
+            product_id_snapshot=variant.product_id,
+            product_name=variant.product.name,
+            variant_name=variant.name,
+            sku=variant.sku,
+            delivery_mode=variant.product.delivery_mode,
+            quantity=item.quantity,
+            unit_price=quote.unit_price,
+            unit_cost=quote.cost,
+            price_rule=quote.rule_label[:160],
+            currency=order.currency,
+            checkout_input=checkout_input,
+        )
+        if variant.product.is_manual:
+            if variant.manual_stock is not None:
+                updated = Variant.objects.filter(pk=variant.pk, manual_stock__gte=item.quantity).update(
+                    manual_stock=F("manual_stock") - item.quantity
+                )
+                if not updated:
+                    out_of_stock(0, item.quantity)
+            continue
+        reserved = cards_reserve(variant_id=variant.pk, line_id=line.pk, quantity=item.quantity, until=order.expires_at)
+        if reserved < item.quantity:
+            # Single-use codes ran out under concurrent buyers; reusable codes (taken at payment)
+            # may still cover the rest. Otherwise the whole order rolls back.
+            reusable_left = _reusable_left(variant.pk)
+            if reusable_left is not None and reserved + reusable_left < item.quantity:
+                out_of_stock(reserved + reusable_left, item.quantity)
+    return order
+
+
+def _reusable_left(variant_id: int) -> int | None:
+    qs = Card.objects.filter(variant_id=variant_id, reusable=True, status=Card.Status.AVAILABLE)
+    if qs.filter(max_uses__isnull=True).exists():
+        return None
+    return qs.filter(Q(use_count__lt=F("max_uses"))).aggregate(left=Sum(F("max_uses") - F("use_count")))["left"] or 0
+
+
+def order_check_lookup(order: Order, *, email: str, password: str) -> bool:
+    """Guest lookup: the order's e-mail and its lookup password must both match."""
+    return (
+        bool(order.lookup_password)
+        and order.email == email.strip().lower()
+        and check_password(password, order.lookup_password)
+    )
+
+
+@transaction.atomic
+def order_mark_paid(
+    *, order_id: int, amount: Decimal, currency: str, provider: str, payment_reference: str, actor=None
+) -> Order:
+    """Record a confirmed payment and deliver what can be delivered, exactly once.
+
+    The order row is locked first; a second confirmation (retried callback, double click, concurrent
+    notification) finds the order already paid and changes nothing. The amount and currency must
+    match the order (callers verify signatures; this is the last line of defence).
+    """
+    order = Order.objects.select_for_update().get(pk=order_id)
+    if order.paid_at is not None:
+        return order
+    if money(amount) != order.total or currency != order.currency:
+        raise OrderStateError("The paid amount does not match the order.", code="amount_mismatch")
+    if order.status not in (S.PENDING_PAYMENT, S.EXPIRED, S.CANCELLED):
+        raise OrderStateError()
+    late = order.status != S.PENDING_PAYMENT
+    now = timezone.now()
+    _transition(
+        order,
+        S.PAID,
+        actor=actor,
+        message=f"paid via {provider} ({payment_reference})" + (" after expiry" if late else ""),
+        paid_at=now,
+        payment_provider=provider,
+    )
+    ledger_post(
+        kind="order_payment",
+        idempotency_key=f"order-paid:{order.number}",
+        reference=order.number,
+        memo=f"payment {provider} {payment_reference}",
+        lines=[
+            Line("payment_clearing", order.total, {"order_id": order.pk}),
+            Line("sales_revenue", -order.total, {"order_id": order.pk}),
+        ],
+    )
+    if late:
+        _manual_stock_retake(order)
+    _deliver(order, actor=actor)
+    return order
+
+
+def _manual_stock_retake(order: Order) -> None:
+    """A paid-after-expiry order gave its manual stock back on expiry; take it again if still there."""
+    for line in order.lines.filter(delivery_mode=Product.DeliveryMode.MANUAL).select_related("variant"):
+        if line.variant.manual_stock is not None:
+            Variant.objects.filter(pk=line.variant_id).update(manual_stock=F("manual_stock") - line.quantity)
+
+
+def _deliver(order: Order, *, actor=None) -> None:
+    """Assign codes to every automatic line; route the rest to staff or to the stock queue."""
+    lines = list(order.lines.select_related("variant").order_by("pk"))
+    short, manual = False, False
+    for line in lines:
+        remaining = line.quantity - line.delivered_quantity
+        if remaining <= 0:
+            continue
+        if line.delivery_mode == Product.DeliveryMode.MANUAL:
+            manual = True
+            continue
+        assignments = cards_assign(line=line, quantity=remaining)
+        if assignments:
+            line.delivered_quantity += len(assignments)
+            line.save(update_fields=["delivered_quantity"])
+            _book_cost(order, line, assignments)
+        if line.delivered_quantity < line.quantity:
+            short = True
+    if short:
+        _transition(order, S.AWAITING_STOCK, actor=actor, message="paid, but not enough codes in stock")
+        transaction.on_commit(lambda: _notify_staff(order.pk, "awaiting_stock"))
+    elif manual:
+        _transition(order, S.MANUAL_FULFILMENT, actor=actor, message="waiting for staff")
+        transaction.on_commit(lambda: _notify_staff(order.pk, "manual_fulfilment"))
+    else:
+        _transition(order, S.DELIVERED, actor=actor, message="codes delivered", delivered_at=timezone.now())
+        transaction.on_commit(lambda: _send_delivery_email(order.pk))
+
+
+def _book_cost(order: Order, line: OrderLine, assignments) -> None:
+    single = sum((a.unit_cost for a in assignments if not a.reusable), Decimal("0"))
+    shared = sum((a.unit_cost for a in assignments if a.reusable), Decimal("0"))
+    dims = {"order_id": order.pk, "product_id": line.product_id_snapshot, "variant_id": line.variant_id}
+    lines = []
+    if single + shared:
+        lines.append(Line("cost_of_goods", single + shared, dims))
+    if single:
+        lines.append(Line("inventory", -single, dims))
+    if shared:
+        lines.append(Line("supplier_payable", -shared, dims))
+    if lines:
+        ledger_post(
+            kind="order_cost",
+            idempotency_key=f"order-cost:{line.pk}:{line.delivered_quantity}",
+            reference=order.number,
+            memo=f"{len(assignments)} × {line.sku}",
+            lines=lines,
+        )
+
+
+def _send_delivery_email(order_id: int) -> None:
+    from orders.tasks import order_delivery_email_task
+
+    order_delivery_email_task.delay(order_id)
+
+
+def _notify_staff(order_id: int, reason: str) -> None:
+    from orders.tasks import order_staff_alert_task
+
+    order_staff_alert_task.delay(order_id, reason)
+
+
+@transaction.atomic
+def order_retry_delivery(*, order_id: int, actor=None) -> Order:
+    """Try again to deliver an order waiting for stock (after an import, or by staff)."""
+    order = Order.objects.select_for_update().get(pk=order_id)
+    if order.status != S.AWAITING_STOCK:
+        raise OrderStateError()
+    _deliver(order, actor=actor)
+    return order
+
+
+@transaction.atomic
+def order_expire(*, order_id: int) -> bool:
+    """Expire an unpaid order past its deadline and release its reservations. Idempotent."""
+    order = Order.objects.select_for_update(skip_locked=True).filter(pk=order_id).first()
+    if order is None or order.status != S.PENDING_PAYMENT or order.expires_at > timezone.now():
+        return False
+    for line in order.lines.select_related("variant"):
+        cards_release_for_line(line_id=line.pk)
+        if line.delivery_mode == Product.DeliveryMode.MANUAL and line.variant.manual_stock is not None:
+            Variant.objects.filter(pk=line.variant_id).update(manual_stock=F("manual_stock") + line.quantity)
+    _transition(order, S.EXPIRED, message="payment not received in time")
+    return True
+
+
+def orders_expire_due(*, limit: int = 500) -> int:
+    """Expire every overdue unpaid order (the periodic task's body)."""
+    due = Order.objects.filter(status=S.PENDING_PAYMENT, expires_at__lte=timezone.now()).order_by("expires_at")
+    return sum(order_expire(order_id=pk) for pk in due.values_list("pk", flat=True)[:limit])
+
+
+@transaction.atomic
+def order_cancel(*, order_id: int, actor=None, reason: str = "") -> Order:
+    order = Order.objects.select_for_update().get(pk=order_id)
+    if order.status != S.PENDING_PAYMENT:
+        raise OrderStateError("Only unpaid orders can be cancelled.")
+    for line in order.lines.all():
+        cards_release_for_line(line_id=line.pk)
+    _transition(order, S.CANCELLED, actor=actor, message=reason or "cancelled")
+    return order
+
+
+@transaction.atomic
+def order_fulfil_manually(*, order_id: int, actor, codes: str = "", note: str = "") -> Order:
+    """Staff delivers the open lines of a paid order: pasted codes and/or a note. Then the customer is
+    told. Works for manual goods and for automatic lines stuck waiting for stock."""
+    from core.crypto import encrypt
+
+    order = Order.objects.select_for_update().get(pk=order_id)
+    if order.status not in (S.MANUAL_FULFILMENT, S.AWAITING_STOCK):
+        raise OrderStateError("Only paid orders waiting for fulfilment can be fulfilled.")
+    if not codes.strip() and not note.strip():
+        raise CheckoutInputMissing("Paste the codes or write what was done.", field="codes")
+    for line in order.lines.all():
+        if line.delivered_quantity >= line.quantity:
+            continue
+        ManualDelivery.objects.create(
+            order_line=line,
+            staff=actor,
+            note=note[:255],
+            content_encrypted=encrypt(codes.strip(), aad=f"manual|{line.pk}") if codes.strip() else "",
+        )
+        line.delivered_quantity = line.quantity
+        line.fulfilment_note = note
+        line.save(update_fields=["delivered_quantity", "fulfilment_note"])
+        cost = line.unit_cost * line.quantity
+        if cost:
+            dims = {"order_id": order.pk, "product_id": line.product_id_snapshot, "variant_id": line.variant_id}
+            ledger_post(
+                kind="order_cost",
+                idempotency_key=f"order-cost:{line.pk}:manual",
+                reference=order.number,
+                lines=[Line("cost_of_goods", cost, dims), Line("supplier_payable", -cost, dims)],
+            )
+    _transition(order, S.DELIVERED, actor=actor, message="fulfilled by staff", delivered_at=timezone.now())
+    transaction.on_commit(lambda: _send_delivery_email(order.pk))
+    return order

@@ -1,0 +1,62 @@
+import logging
+
+from celery import shared_task
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.utils import timezone
+
+from orders.models import Order
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True)
+def orders_expire_task() -> int:
+    """Periodic (per shop, via the dispatcher): expire unpaid orders and free their codes."""
+    from orders.services import orders_expire_due
+
+    return orders_expire_due()
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=8, default_retry_delay=60)
+def order_delivery_email_task(self, order_id: int) -> None:
+    """E-mail the delivered codes once. The claim on ``delivery_email_sent_at`` makes a duplicate
+    run a no-op; a refused send releases the claim and retries."""
+    from core.urls import shop_base_url
+    from notifications.services import email_send
+    from orders.selectors import order_delivered_codes
+
+    claimed = Order.objects.filter(
+        pk=order_id, status=Order.Status.DELIVERED, delivery_email_sent_at__isnull=True
+    ).update(delivery_email_sent_at=timezone.now())
+    if not claimed:
+        return
+    order = Order.objects.get(pk=order_id)
+    codes = order_delivered_codes(order, channel="email")
+    tenant = getattr(connection, "tenant", None)
+    context = {
+        "order": order,
+        "lines": codes,
+        "shop_name": getattr(tenant, "name", ""),
+        "order_url": f"{shop_base_url()}/orders/{order.number}/",
+    }
+    if not email_send(key="order_delivered", to=order.email, context=context, reference=order.number):
+        Order.objects.filter(pk=order_id).update(delivery_email_sent_at=None)
+        raise self.retry()
+
+
+@shared_task(ignore_result=True)
+def order_staff_alert_task(order_id: int, reason: str) -> None:
+    """Tell the shop's staff an order needs them (manual goods, or stock ran out after payment)."""
+    from core.urls import shop_base_url
+    from notifications.services import email_send
+
+    order = Order.objects.get(pk=order_id)
+    staff = get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="")
+    context = {
+        "order": order,
+        "reason": reason,
+        "admin_url": f"{shop_base_url()}/admin/orders/order/{order.pk}/change/",
+    }
+    for user in staff.only("email")[:20]:
+        email_send(key="staff_order_alert", to=user.email, context=context, reference=order.number)

@@ -1,0 +1,13 @@
+from core.errors import DomainError
+
+
+class CallbackRejected(DomainError):
+    """A payment notification that must not change anything; ``code`` says why."""
+
+    code = "callback_rejected"
+    default_message = "The payment notification was rejected."
+
+
+class ProviderUnavailable(DomainError):
+    code = "provider_unavailable"
+    default_message = "This payment method is not available."

@@ -1,0 +1,56 @@
+"""Payment attempts and inbound callbacks, shared by every provider."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from catalog.models import MONEY
+
+
+class PaymentAttempt(models.Model):
+    class Status(models.TextChoices):
+        CREATED = "created", _("Created")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="payment_attempts")
+    provider = models.CharField(max_length=32)
+    token = models.CharField(max_length=64, unique=True)  # our reference sent to the gateway
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.CREATED)
+    external_id = models.CharField(max_length=128, blank=True)  # the gateway's trade number
+    created = models.DateTimeField(auto_now_add=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("payment attempt")
+        verbose_name_plural = _("payment attempts")
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "external_id"], condition=~models.Q(external_id=""), name="payment_external_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.amount} {self.currency} ({self.status})"
+
+
+class PaymentCallback(models.Model):
+    """Every inbound notification, accepted or not, for audit and dedupe."""
+
+    provider = models.CharField(max_length=32)
+    attempt = models.ForeignKey(PaymentAttempt, null=True, blank=True, on_delete=models.SET_NULL)
+    accepted = models.BooleanField(default=False)
+    error_code = models.CharField(max_length=64, blank=True)
+    payload = models.JSONField(default=dict)
+    remote_ip = models.GenericIPAddressField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} callback ({'accepted' if self.accepted else self.error_code})"

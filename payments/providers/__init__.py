@@ -1,0 +1,56 @@
+"""The provider registry: a Protocol and a dict (DESIGN §6), not a plugin manager.
+
+Adding a provider (Stripe, epay, wallet, configurable gateway) means writing one class with these
+methods and adding it to ``PROVIDERS``; orders never change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from django.http import HttpResponse
+
+
+@dataclass(frozen=True)
+class CallbackData:
+    """What a verified notification says. Providers fill it only after checking the signature."""
+
+    token: str  # our PaymentAttempt.token
+    external_id: str  # the gateway's trade number
+    amount: Decimal
+    currency: str
+    merchant: str
+    succeeded: bool
+
+
+class PaymentProvider(Protocol):
+    code: str
+    label: str
+
+    def start_url(self, *, attempt, request) -> str:
+        """Where to send the customer to pay ``attempt``."""
+
+    def parse_callback(self, data: dict) -> CallbackData:
+        """Verify a notification's signature and parse it; raise ``CallbackRejected`` otherwise."""
+
+    def callback_response(self, *, accepted: bool) -> HttpResponse:
+        """The body the gateway expects back (e.g. ``success``)."""
+
+    def expected_merchant(self) -> str:
+        """Our merchant id at this gateway, for the current shop."""
+
+
+def get_provider(code: str) -> PaymentProvider:
+    from payments.errors import ProviderUnavailable
+
+    try:
+        return PROVIDERS[code]
+    except KeyError:
+        raise ProviderUnavailable() from None
+
+
+from payments.providers.sandbox import SandboxProvider  # noqa: E402
+
+PROVIDERS: dict[str, PaymentProvider] = {"sandbox": SandboxProvider()}

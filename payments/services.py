@@ -1,0 +1,100 @@
+"""Starting payments and processing provider callbacks (the same path for every provider)."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from orders.errors import OrderNotPayable, OrderStateError
+from orders.models import Order
+from orders.services import order_mark_paid
+from payments.errors import CallbackRejected
+from payments.models import PaymentAttempt, PaymentCallback
+from payments.providers import CallbackData, get_provider
+
+
+def payment_start(*, order: Order, provider_code: str, request=None) -> tuple[PaymentAttempt, str]:
+    """Open a payment attempt for an unpaid order; returns it and the URL to send the customer to."""
+    provider = get_provider(provider_code)
+    if order.status != Order.Status.PENDING_PAYMENT or order.expires_at <= timezone.now():
+        raise OrderNotPayable()
+    attempt = PaymentAttempt.objects.create(
+        order=order,
+        provider=provider_code,
+        token=secrets.token_urlsafe(24),
+        amount=order.total,
+        currency=order.currency,
+    )
+    return attempt, provider.start_url(attempt=attempt, request=request)
+
+
+def payment_callback_handle(*, provider_code: str, data: dict, remote_ip: str | None = None) -> tuple[bool, str]:
+    """Verify and apply one notification. Returns (accepted, reason code). Never raises for bad input.
+
+    Trusted only when signature, merchant, attempt, amount, currency and status all match; a repeated
+    notification for an already-applied payment is accepted (the gateway must stop retrying) and
+    changes nothing.
+    """
+    provider = get_provider(provider_code)
+    safe_payload = {k: str(v)[:200] for k, v in data.items() if k not in {"key", "secret"}}
+    try:
+        parsed = provider.parse_callback(data)
+        attempt = _verify(provider, parsed)
+        if not parsed.succeeded:
+            PaymentAttempt.objects.filter(pk=attempt.pk, status=PaymentAttempt.Status.CREATED).update(
+                status=PaymentAttempt.Status.FAILED
+            )
+            _log(provider_code, attempt, True, "payment_failed", safe_payload, remote_ip)
+            return True, "payment_failed"
+        _apply_success(attempt, parsed)
+    except CallbackRejected as exc:
+        _log(provider_code, None, False, exc.code, safe_payload, remote_ip)
+        return False, exc.code
+    except OrderStateError as exc:
+        _log(provider_code, None, False, exc.code, safe_payload, remote_ip)
+        return False, exc.code
+    _log(provider_code, attempt, True, "", safe_payload, remote_ip)
+    return True, "ok"
+
+
+def _verify(provider, parsed: CallbackData) -> PaymentAttempt:
+    if parsed.merchant != provider.expected_merchant():
+        raise CallbackRejected("wrong merchant", code="wrong_merchant")
+    attempt = PaymentAttempt.objects.filter(token=parsed.token, provider=provider.code).first()
+    if attempt is None:
+        raise CallbackRejected("unknown payment", code="unknown_payment")
+    if parsed.amount != attempt.amount:
+        raise CallbackRejected("amount does not match", code="amount_mismatch")
+    if parsed.currency != attempt.currency:
+        raise CallbackRejected("currency does not match", code="currency_mismatch")
+    return attempt
+
+
+@transaction.atomic
+def _apply_success(attempt: PaymentAttempt, parsed: CallbackData) -> None:
+    attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt.pk)
+    if attempt.status == PaymentAttempt.Status.SUCCEEDED:
+        return  # a retried notification: already applied
+    attempt.status = PaymentAttempt.Status.SUCCEEDED
+    attempt.external_id = parsed.external_id
+    attempt.succeeded_at = timezone.now()
+    try:
+        with transaction.atomic():
+            attempt.save(update_fields=["status", "external_id", "succeeded_at"])
+    except IntegrityError:
+        raise CallbackRejected("trade number already used", code="duplicate_trade_no") from None
+    order_mark_paid(
+        order_id=attempt.order_id,
+        amount=parsed.amount,
+        currency=parsed.currency,
+        provider=attempt.provider,
+        payment_reference=parsed.external_id,
+    )
+
+
+def _log(provider: str, attempt, accepted: bool, code: str, payload: dict, ip: str | None) -> None:
+    PaymentCallback.objects.create(
+        provider=provider, attempt=attempt, accepted=accepted, error_code=code, payload=payload, remote_ip=ip
+    )

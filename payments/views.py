@@ -1,0 +1,46 @@
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from payments.errors import ProviderUnavailable
+from payments.models import PaymentAttempt
+from payments.providers import get_provider
+from payments.providers.sandbox import SandboxProvider
+from payments.services import payment_callback_handle
+
+
+def _client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+@csrf_exempt
+@require_POST
+def callback(request, provider: str):
+    """Server-to-server notifications from a gateway. Signed by the gateway, so no CSRF token."""
+    try:
+        gateway = get_provider(provider)
+    except ProviderUnavailable:
+        raise Http404("unknown payment provider") from None
+    data = request.POST.dict() if request.POST else {}
+    if not data and request.body:
+        import json
+
+        try:
+            data = json.loads(request.body)
+        except ValueError:
+            data = {}
+    accepted, _reason = payment_callback_handle(provider_code=provider, data=data, remote_ip=_client_ip(request))
+    return gateway.callback_response(accepted=accepted)
+
+
+def sandbox_gateway(request, token: str):
+    """The sandbox gateway's hosted page: shows what is being paid, with Pay and Decline buttons."""
+    attempt = get_object_or_404(PaymentAttempt.objects.select_related("order"), token=token, provider="sandbox")
+    if request.method == "POST":
+        succeeded = request.POST.get("action") == "pay"
+        notification = SandboxProvider().notification(attempt=attempt, succeeded=succeeded)
+        # A real gateway calls our callback URL server-to-server; the sandbox does the same in-process.
+        payment_callback_handle(provider_code="sandbox", data=notification, remote_ip=_client_ip(request))
+        return redirect("order-detail", number=attempt.order.number)
+    return render(request, "payments/sandbox_gateway.html", {"attempt": attempt, "order": attempt.order})

@@ -1,0 +1,39 @@
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+
+class BuyForm(forms.Form):
+    variant = forms.IntegerField(widget=forms.HiddenInput)
+    quantity = forms.IntegerField(label=_("Quantity"), min_value=1, max_value=10000, initial=1)
+    expected_price = forms.DecimalField(widget=forms.HiddenInput, required=False, max_digits=18, decimal_places=2)
+    email = forms.EmailField(label=_("E-mail for delivery"))
+    lookup_password = forms.CharField(
+        label=_("Order lookup password"),
+        required=False,
+        min_length=4,
+        max_length=64,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("Lets you look this order up later without an account."),
+    )
+    payment = forms.ChoiceField(label=_("Payment method"), choices=[("sandbox", _("Sandbox (test payment)"))])
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        if user is not None and user.is_authenticated:
+            self.fields["email"].initial = user.email
+
+    def clean(self):
+        cleaned = super().clean()
+        if not (self.user and self.user.is_authenticated) and not cleaned.get("lookup_password"):
+            self.add_error("lookup_password", _("Choose a password so you can look this order up later."))
+        return cleaned
+
+
+class OrderLookupForm(forms.Form):
+    number = forms.CharField(label=_("Order number"), max_length=32)
+    email = forms.EmailField(label=_("E-mail"))
+    password = forms.CharField(label=_("Lookup password"), max_length=64, widget=forms.PasswordInput)
+
+    def clean_number(self):
+        return self.cleaned_data["number"].strip().upper()
