@@ -11,9 +11,13 @@ from tools.services import ROOT, ensure_postgres, ensure_redis, stop_redis
 
 def main(argv: list[str]) -> int:
     database_url, pg = ensure_postgres()
-    # A separate Redis instance from `make run`'s, so tests can run beside the demo.
-    redis_url, redis_process = ensure_redis("redis-test")
+    # A separate Redis instance from `make run`'s, so tests can run beside the demo. TEST_RUN_ID
+    # gives concurrent runs (several checkouts, parallel CI jobs) their own database and Redis.
+    run_id = os.environ.get("TEST_RUN_ID", "")
+    redis_url, redis_process = ensure_redis(f"redis-test-{run_id}" if run_id else "redis-test")
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    if run_id:
+        env["TEST_DATABASE_NAME"] = f"test_cardmesh_{run_id}"
     try:
         return subprocess.run([sys.executable, "-m", "pytest", *argv], cwd=ROOT, env=env).returncode
     finally:

@@ -1,5 +1,6 @@
 """Settings for the test suite: real PostgreSQL and Redis, fast password hashing."""
 
+from config.env import env_str
 from config.settings.base import *  # noqa: F403
 
 DEBUG = False
@@ -12,3 +13,4 @@ CACHE_KEY_PREFIX = "cardmesh-test"
 CACHES["default"]["KEY_PREFIX"] = CACHE_KEY_PREFIX  # noqa: F405
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "global_keyprefix": "cardmesh-test:celery:"}
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", "test_cardmesh")}  # noqa: F405
