@@ -24,15 +24,26 @@ def _redis_flush_test_keys() -> None:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
-    """The test database: public + template migrated by `migrate`; Site A, alpha and beta provisioned."""
+def django_db_setup(request, django_test_environment, django_db_blocker, django_db_modify_db_settings):
+    """The test database: public + template migrated by `migrate`; Site A, alpha and beta provisioned.
+
+    Always set up, unlike pytest-django's default, which skips it when no test carries a django_db
+    marker — tests using only ``live_db`` would otherwise run against the real database.
+    """
+    from django.test.utils import setup_databases, teardown_databases
+
     from tenants.services import branch_provision, platform_tenant_ensure
 
     _redis_flush_test_keys()
     with django_db_blocker.unblock():
+        db_config = setup_databases(verbosity=request.config.option.verbose, interactive=False, aliases={"default"})
+        assert connection.settings_dict["NAME"].startswith("test_"), "tests must never touch a real database"
         platform_tenant_ensure()
         for slug, (name, email, password) in DEMO.items():
             branch_provision(slug=slug, name=name, owner_email=email, password=password)
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(db_config, verbosity=request.config.option.verbose)
 
 
 @pytest.fixture(autouse=True)
@@ -57,8 +68,26 @@ def live_db(django_db_setup, django_db_blocker):
         before = set(Branch.objects.values_list("pk", flat=True))
         yield
         connection.set_schema_to_public()
+        from tenants.models import Domain
+
         for branch in Branch.objects.exclude(pk__in=before):
+            # A worker thread may still be finishing a task for this branch; domains go first.
+            Domain.objects.filter(tenant=branch).delete()
             branch.delete(force_drop=True)
+        _commerce_truncate()
+
+
+COMMERCE_APPS = ("catalog", "cardvault", "orders", "payments", "ledger", "notifications")
+
+
+def _commerce_truncate() -> None:
+    """Empty the commerce tables of the session's shops (committed rows of a live test)."""
+    from django.apps import apps
+
+    tables = [m._meta.db_table for app in COMMERCE_APPS for m in apps.get_app_config(app).get_models()]
+    for schema in ("public", *DEMO):
+        with schema_context(schema), connection.cursor() as cursor:
+            cursor.execute("TRUNCATE " + ", ".join(f'"{table}"' for table in tables) + " CASCADE")
 
 
 @pytest.fixture

@@ -75,18 +75,15 @@ def _active_products():
     return Product.objects.filter(is_active=True, category__is_active=True).select_related("category", "brand")
 
 
-def product_cards(products, *, book: PriceBook | None = None) -> list[ProductCard]:
-    """Products with their active variants, prices and stock: 3 queries for any number of products."""
+def product_cards(products, *, book: PriceBook | None = None, with_specs: bool = False) -> list[ProductCard]:
+    """Products with their active variants, prices and stock: a fixed number of queries for any
+    number of products (``with_specs`` adds the spec values a product page's picker needs)."""
     book = book or PriceBook.default()
-    products = list(
-        products.prefetch_related(
-            Prefetch(
-                "variants",
-                queryset=Variant.objects.filter(is_active=True).prefetch_related("tiers").order_by("sort_order", "pk"),
-            ),
-            "images",
-        )
-    )
+    variants = Variant.objects.filter(is_active=True).prefetch_related("tiers").order_by("sort_order", "pk")
+    if with_specs:
+        variants = variants.prefetch_related("spec_values")
+        products = products.prefetch_related("specs__values")
+    products = list(products.prefetch_related(Prefetch("variants", queryset=variants), "images"))
     variant_ids = [v.pk for p in products for v in p.variants.all() if not p.is_manual]
     stock = variant_stock(variant_ids)
     cards = []
@@ -112,8 +109,7 @@ def featured_products(limit: int = 12) -> list[ProductCard]:
 
 
 def product_detail(slug: str) -> ProductCard | None:
-    products = _active_products().filter(slug=slug).prefetch_related("specs__values", "variants__spec_values")
-    cards = product_cards(products)
+    cards = product_cards(_active_products().filter(slug=slug), with_specs=True)
     return cards[0] if cards else None
 
 
