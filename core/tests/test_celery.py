@@ -49,6 +49,11 @@ def test_dispatcher_counts_the_branches_it_queued(live_db):
     schemas = {call.kwargs["headers"]["_schema_name"] for call in send_task.call_args_list}
     assert {"alpha", "beta"} <= schemas and "public" not in schemas
 
+    with mock.patch("core.tasks.current_app.send_task") as send_task:
+        branches_dispatch("orders.tasks.orders_expire_task", include_platform=True)
+    schemas = {call.kwargs["headers"]["_schema_name"] for call in send_task.call_args_list}
+    assert "public" in schemas  # Site A's own shop expires its orders too
+
 
 def test_schema_mark_writes_to_its_own_schema_cache(db):
     with schema_context("beta"):
