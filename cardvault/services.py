@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,8 +47,10 @@ def _accept(parsed: ParsedCodes, seen: set[str], number: int, code: str, secret:
         return
     if len(code) > MAX_CODE_LENGTH or len(secret) > MAX_CODE_LENGTH:
         parsed.invalid.append((number, "longer than 512 characters"))
-    elif any(ch in code for ch in "\x00\r"):
-        parsed.invalid.append((number, "contains control characters"))
+    elif any(unicodedata.category(ch).startswith(("C", "Z")) and ch != " " for ch in code + secret):
+        # Line breaks, tabs, NULs and other invisible characters would corrupt TXT exports and
+        # confuse customers; a cell in a CSV/XLSX can carry them where a TXT line cannot.
+        parsed.invalid.append((number, "contains line breaks or control characters"))
     elif code in seen:
         parsed.duplicates_in_input += 1
     else:
@@ -105,10 +108,15 @@ def codes_parse_upload(name: str, content: bytes) -> ParsedCodes:
 
 
 def _existing_digests(digests: list[str]) -> set[str]:
+    # One array parameter per chunk (``= ANY(%s)``), not one placeholder per digest: building and
+    # parsing ``IN (%s, %s, …)`` with thousands of placeholders cost more than the index lookups.
     found: set[str] = set()
-    for start in range(0, len(digests), 5000):
-        chunk = digests[start : start + 5000]
-        found.update(Card.objects.filter(digest__in=chunk).values_list("digest", flat=True))
+    with connection.cursor() as cursor:
+        for start in range(0, len(digests), 50_000):
+            cursor.execute(
+                f"SELECT digest FROM {Card._meta.db_table} WHERE digest = ANY(%s)", [digests[start : start + 50_000]]
+            )
+            found.update(row[0] for row in cursor.fetchall())
     return found
 
 
@@ -165,6 +173,8 @@ def import_commit(
     batch.imported = inserted
     batch.duplicates = batch.lines_total - batch.invalid - inserted
     batch.save(update_fields=["imported", "duplicates"])
+    if inserted:
+        transaction.on_commit(lambda: _retry_waiting_orders(batch.variant_id))
     if inserted and not reusable and unit_cost > 0:
         total = unit_cost * inserted
         ledger_post(
@@ -178,6 +188,12 @@ def import_commit(
             ],
         )
     return batch
+
+
+def _retry_waiting_orders(variant_id: int) -> None:
+    from orders.tasks import orders_retry_awaiting_stock_task
+
+    orders_retry_awaiting_stock_task.delay(variant_id)
 
 
 def _copy_cards(batch: ImportBatch, rows: list[tuple[str, str, str]], *, reusable: bool, max_uses: int | None) -> int:
@@ -343,6 +359,38 @@ def _reusable_assign(*, line, quantity: int) -> list[CardAssignment]:
         )
         made.append(CardAssignment(card=card, order_line=line, reusable=True, unit_cost=card.batch.unit_cost))
     return made
+
+
+@transaction.atomic
+def cards_void(*, card_ids: list[int], actor=None, reason: str = "") -> int:
+    """Take available codes out of stock (bad, leaked or refunded by the supplier) and write their
+    cost off inventory. Reserved or sold codes are left alone. Returns how many were voided."""
+    from ledger.services import Line, ledger_post
+
+    cards = list(
+        Card.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=card_ids, status=Card.Status.AVAILABLE)
+        .select_related("batch")
+        .order_by("pk")
+    )
+    if not cards:
+        return 0
+    Card.objects.filter(pk__in=[c.pk for c in cards]).update(status=Card.Status.VOID)
+    by_variant: dict[int, Decimal] = {}
+    for card in cards:
+        if not card.reusable:
+            by_variant[card.variant_id] = by_variant.get(card.variant_id, Decimal("0")) + card.batch.unit_cost
+    for variant_id, cost in by_variant.items():
+        if cost:
+            dims = {"variant_id": variant_id}
+            ledger_post(
+                kind="adjustment",
+                idempotency_key=f"void:{variant_id}:{min(c.pk for c in cards)}:{len(cards)}",
+                reference="void",
+                memo=(reason or "codes voided")[:255],
+                lines=[Line("inventory_writeoff", cost, dims), Line("inventory", -cost, dims)],
+            )
+    return len(cards)
 
 
 # --- Reveal ---------------------------------------------------------------------------------------

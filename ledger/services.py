@@ -20,6 +20,7 @@ STANDARD_ACCOUNTS = {
     "sales_revenue": ("Sales revenue", Account.Kind.REVENUE),
     "cost_of_goods": ("Cost of goods sold", Account.Kind.EXPENSE),
     "refunds": ("Refunds", Account.Kind.EXPENSE),
+    "inventory_writeoff": ("Inventory written off", Account.Kind.EXPENSE),
 }
 
 

@@ -221,15 +221,21 @@ def order_mark_paid(
         paid_at=now,
         payment_provider=provider,
     )
+    # Revenue is posted per line so profit per product and per day comes straight from the ledger.
+    revenue = [
+        Line(
+            "sales_revenue",
+            -line.line_total,
+            {"order_id": order.pk, "product_id": line.product_id_snapshot, "variant_id": line.variant_id},
+        )
+        for line in order.lines.all()
+    ]
     ledger_post(
         kind="order_payment",
         idempotency_key=f"order-paid:{order.number}",
         reference=order.number,
         memo=f"payment {provider} {payment_reference}",
-        lines=[
-            Line("payment_clearing", order.total, {"order_id": order.pk}),
-            Line("sales_revenue", -order.total, {"order_id": order.pk}),
-        ],
+        lines=[Line("payment_clearing", order.total, {"order_id": order.pk}), *revenue],
     )
     if late:
         _manual_stock_retake(order)
@@ -349,28 +355,32 @@ def order_cancel(*, order_id: int, actor=None, reason: str = "") -> Order:
 
 @transaction.atomic
 def order_fulfil_manually(*, order_id: int, actor, codes: str = "", note: str = "") -> Order:
-    """Staff delivers the open lines of a paid order: pasted codes and/or a note. Then the customer is
+    """Staff delivers the open lines of a paid order: pasted codes (one per line of text, handed out to
+    the open order lines in order, as many as each still needs) and/or a note; then the customer is
     told. Works for manual goods and for automatic lines stuck waiting for stock."""
     from core.crypto import encrypt
 
     order = Order.objects.select_for_update().get(pk=order_id)
     if order.status not in (S.MANUAL_FULFILMENT, S.AWAITING_STOCK):
         raise OrderStateError("Only paid orders waiting for fulfilment can be fulfilled.")
-    if not codes.strip() and not note.strip():
+    pasted = [code.strip() for code in codes.splitlines() if code.strip()]
+    if not pasted and not note.strip():
         raise CheckoutInputMissing("Paste the codes or write what was done.", field="codes")
-    for line in order.lines.all():
-        if line.delivered_quantity >= line.quantity:
+    for line in order.lines.order_by("pk"):
+        remaining = line.quantity - line.delivered_quantity
+        if remaining <= 0:
             continue
+        mine, pasted = pasted[:remaining], pasted[remaining:]
         ManualDelivery.objects.create(
             order_line=line,
-            staff=actor,
+            staff=actor if getattr(actor, "is_authenticated", False) else None,
             note=note[:255],
-            content_encrypted=encrypt(codes.strip(), aad=f"manual|{line.pk}") if codes.strip() else "",
+            content_encrypted=encrypt("\n".join(mine), aad=f"manual|{line.pk}") if mine else "",
         )
         line.delivered_quantity = line.quantity
         line.fulfilment_note = note
         line.save(update_fields=["delivered_quantity", "fulfilment_note"])
-        cost = line.unit_cost * line.quantity
+        cost = line.unit_cost * remaining  # units already delivered from the vault were booked then
         if cost:
             dims = {"order_id": order.pk, "product_id": line.product_id_snapshot, "variant_id": line.variant_id}
             ledger_post(
@@ -382,3 +392,21 @@ def order_fulfil_manually(*, order_id: int, actor, codes: str = "", note: str = 
     _transition(order, S.DELIVERED, actor=actor, message="fulfilled by staff", delivered_at=timezone.now())
     transaction.on_commit(lambda: _send_delivery_email(order.pk))
     return order
+
+
+def orders_retry_awaiting_stock(*, variant_id: int) -> int:
+    """After new codes arrive: deliver the paid orders that were waiting for this variant, oldest first."""
+    waiting = (
+        Order.objects.filter(status=S.AWAITING_STOCK, lines__variant_id=variant_id)
+        .order_by("paid_at")
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    delivered = 0
+    for order_id in list(waiting):
+        try:
+            order = order_retry_delivery(order_id=order_id)
+        except OrderStateError:
+            continue  # someone else handled it meanwhile
+        delivered += order.status == S.DELIVERED
+    return delivered

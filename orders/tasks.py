@@ -18,6 +18,14 @@ def orders_expire_task() -> int:
     return orders_expire_due()
 
 
+@shared_task(ignore_result=True)
+def orders_retry_awaiting_stock_task(variant_id: int) -> int:
+    """Queued after an import: deliver paid orders that were waiting for this variant's codes."""
+    from orders.services import orders_retry_awaiting_stock
+
+    return orders_retry_awaiting_stock(variant_id=variant_id)
+
+
 @shared_task(bind=True, ignore_result=True, max_retries=8, default_retry_delay=60)
 def order_delivery_email_task(self, order_id: int) -> None:
     """E-mail the delivered codes once. The claim on ``delivery_email_sent_at`` makes a duplicate

@@ -30,11 +30,14 @@ D = Decimal
 def test_the_database_never_holds_the_plaintext_code():
     with schema_context("alpha"):
         variant = product_with_codes(codes=0)
-        import_commit(variant=variant, parsed=codes_parse_text("SECRET-CODE-777|PIN-4242"), unit_cost=D("1"),
-                      source="paste")
+        import_commit(
+            variant=variant, parsed=codes_parse_text("SECRET-CODE-777|PIN-4242"), unit_cost=D("1"), source="paste"
+        )
         card = Card.objects.get(variant=variant)
         with connection.cursor() as cursor:
-            cursor.execute("SELECT code_encrypted, secret_encrypted, digest FROM cardvault_card WHERE id = %s", [card.pk])
+            cursor.execute(
+                "SELECT code_encrypted, secret_encrypted, digest FROM cardvault_card WHERE id = %s", [card.pk]
+            )
             row = " ".join(cursor.fetchone())
         assert "SECRET-CODE-777" not in row and "PIN-4242" not in row
         assert card.digest == code_digest("SECRET-CODE-777")
@@ -71,8 +74,9 @@ def test_preview_counts_new_duplicate_and_invalid_lines_and_writes_nothing():
 def test_commit_skips_duplicates_and_records_batch_counts():
     with schema_context("alpha"):
         variant = product_with_codes(codes=0)
-        first = import_commit(variant=variant, parsed=codes_parse_text("A-1\nA-2\nA-1"), unit_cost=D("2.50"),
-                              source="paste")
+        first = import_commit(
+            variant=variant, parsed=codes_parse_text("A-1\nA-2\nA-1"), unit_cost=D("2.50"), source="paste"
+        )
         assert (first.imported, first.duplicates, first.invalid) == (2, 1, 0)
         again = import_commit(variant=variant, parsed=codes_parse_text("A-2\nA-3"), unit_cost=D("2.50"), source="paste")
         assert (again.imported, again.duplicates) == (1, 1)
@@ -84,7 +88,7 @@ def test_commit_skips_duplicates_and_records_batch_counts():
 def test_csv_and_xlsx_uploads_parse_codes_and_secrets():
     from openpyxl import Workbook
 
-    parsed = codes_parse_upload("codes.csv", "code,secret\r\nC-1,P-1\r\nC-2,\r\n".encode())
+    parsed = codes_parse_upload("codes.csv", b"code,secret\r\nC-1,P-1\r\nC-2,\r\n")
     assert parsed.codes == [("C-1", "P-1"), ("C-2", "")]
     book = Workbook()
     book.active.append(["code", "pin"])
@@ -95,8 +99,9 @@ def test_csv_and_xlsx_uploads_parse_codes_and_secrets():
     assert codes_parse_upload("codes.xlsx", buffer.getvalue()).codes == [("X-1", "9999"), ("12345678", "")]
 
 
-@pytest.mark.parametrize(("name", "content"), [("codes.xlsx", b"not a zip"), ("codes.pdf", b"%PDF"),
-                                               ("codes.txt", b"\xff\xfe\x00bad")])
+@pytest.mark.parametrize(
+    ("name", "content"), [("codes.xlsx", b"not a zip"), ("codes.pdf", b"%PDF"), ("codes.txt", b"\xff\xfe\x00bad")]
+)
 def test_unreadable_uploads_get_a_clear_error(name, content):
     with pytest.raises(ImportInvalid):
         codes_parse_upload(name, content)
@@ -136,7 +141,10 @@ def test_stock_counts_single_use_and_reusable_codes():
         empty = product_with_codes(codes=0)
         place(single, 3)
         assert variant_stock([single.pk, shared.pk, unlimited.pk, empty.pk]) == {
-            single.pk: 1, shared.pk: 10, unlimited.pk: None, empty.pk: 0,
+            single.pk: 1,
+            shared.pk: 10,
+            unlimited.pk: None,
+            empty.pk: 0,
         }
 
 
@@ -171,3 +179,49 @@ def test_a_line_never_gets_the_same_reusable_code_twice(django_capture_on_commit
         line = order.lines.get()
         assert line.delivered_quantity == 2
         assert CardAssignment.objects.filter(order_line=line).values("card").distinct().count() == 2
+
+
+@pytest.mark.django_db
+def test_codes_with_line_breaks_or_control_characters_are_invalid():
+    parsed = codes_parse_upload("codes.csv", 'code\r\n"BAD\nCODE"\r\nTAB\tCODE\r\nGOOD CODE\r\n'.encode())
+    assert parsed.codes == [("GOOD CODE", "")]
+    assert [number for number, _ in parsed.invalid] == [2, 3]
+
+
+@pytest.mark.django_db
+def test_voiding_takes_available_codes_out_of_stock_and_writes_off_their_cost():
+    from cardvault.services import cards_void
+    from ledger.services import ledger_check
+
+    with schema_context("alpha"):
+        variant = product_with_codes(codes=3, cost="4.00")
+        order = place(variant, 1)
+        ids = list(Card.objects.filter(variant=variant).values_list("pk", flat=True))
+        assert cards_void(card_ids=ids, reason="supplier recalled") == 2  # the reserved one is left alone
+        assert variant_stock([variant.pk])[variant.pk] == 0
+        assert Card.objects.filter(reserved_for__order=order).count() == 1
+        assert Account.objects.get(code="inventory").balance == D("4.00")
+        assert Account.objects.get(code="inventory_writeoff").balance == D("8.00")
+        assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_an_import_delivers_orders_that_were_waiting_for_stock(django_capture_on_commit_callbacks):
+    from orders.tasks import orders_retry_awaiting_stock_task
+
+    with schema_context("alpha"):
+        variant = product_with_codes(codes=1, reusable=True, max_uses=1)
+        with django_capture_on_commit_callbacks(execute=False):
+            order = place(variant, 1)
+            other = place(variant, 1)  # reusable capacity is taken at payment, not at checkout
+            pay(order)
+            pay(other)
+        other.refresh_from_db()
+        assert other.status == Order.Status.AWAITING_STOCK
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            import_commit(variant=variant, parsed=codes_parse_text("FRESH-1"), unit_cost=D("1"), source="paste")
+        assert len(callbacks) == 1  # the retry task is queued once the codes are committed
+        with django_capture_on_commit_callbacks(execute=False):
+            assert orders_retry_awaiting_stock_task(variant.pk) == 1
+        other.refresh_from_db()
+        assert other.status == Order.Status.DELIVERED

@@ -152,6 +152,10 @@ CACHES = {
     }
 }
 
+# Staff paste or re-post (import preview -> confirm) up to ~100,000 codes in one form.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
+
 # --- Files ----------------------------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

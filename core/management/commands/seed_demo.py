@@ -1,4 +1,5 @@
-"""Idempotent demo data: Site A, branches alpha and beta, and logins for each."""
+"""Idempotent demo data: Site A, branches alpha and beta, logins for each, and their demo catalogs
+(categories, products, vault stock, paid orders; see ``core.demo``)."""
 
 import json
 
@@ -7,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django_tenants.utils import schema_context
 
+from core.demo import demo_alpha_seed, demo_beta_seed, demo_site_a_seed
 from tenants.services import branch_provision, branch_url, platform_tenant_ensure
 
 DEMO_ADMIN = ("admin@cardmesh.local", "cardmesh-admin-demo")
@@ -14,6 +16,7 @@ DEMO_BRANCHES = [
     ("alpha", "Alpha Cards", "owner@alpha.local", "alpha-owner-demo"),
     ("beta", "Beta Codes", "owner@beta.local", "beta-owner-demo"),
 ]
+DEMO_CATALOGS = {"alpha": demo_alpha_seed, "beta": demo_beta_seed}
 
 
 def demo_admin_ensure(email: str, password: str) -> None:
@@ -28,7 +31,7 @@ def demo_admin_ensure(email: str, password: str) -> None:
 
 
 class Command(BaseCommand):
-    help = "Seed the demo (Site A, branches alpha and beta, demo logins). Safe to run repeatedly."
+    help = "Seed the demo (Site A, branches alpha and beta, demo logins and catalogs). Safe to run repeatedly."
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -36,6 +39,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         platform_tenant_ensure()
         demo_admin_ensure(*DEMO_ADMIN)
+        demo_site_a_seed(staff_email=DEMO_ADMIN[0])
         shops = [
             {
                 "name": settings.PLATFORM_NAME,
@@ -47,6 +51,8 @@ class Command(BaseCommand):
         ]
         for slug, name, email, password in DEMO_BRANCHES:
             result = branch_provision(slug=slug, name=name, owner_email=email, password=password)
+            if slug in DEMO_CATALOGS:
+                DEMO_CATALOGS[slug](staff_email=email)
             shops.append(
                 {
                     "name": name,

@@ -1,0 +1,259 @@
+"""Orders admin: the order list and history, the fulfilment queue and the fulfil page.
+
+Orders change state only through ``orders.services``; this admin never edits an order's fields.
+Domain errors from the services are shown as messages.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Prefetch
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin, TabularInline
+from unfold.decorators import action, display
+from unfold.widgets import UnfoldAdminTextareaWidget, UnfoldAdminTextInputWidget
+
+from core.errors import DomainError
+from orders.models import Order, OrderEvent, OrderLine
+from orders.services import order_fulfil_manually, order_retry_delivery
+
+S = Order.Status
+QUEUE = (S.MANUAL_FULFILMENT, S.AWAITING_STOCK)
+STATUS_COLOURS = {
+    S.PENDING_PAYMENT: "info",
+    S.PAID: "info",
+    S.DELIVERED: "success",
+    S.AWAITING_STOCK: "danger",
+    S.MANUAL_FULFILMENT: "warning",
+    S.EXPIRED: "",
+    S.CANCELLED: "",
+    S.REFUNDED: "",
+}
+
+
+def checkout_input_items(line: OrderLine) -> list[tuple[str, str]]:
+    """(label, value) pairs of what the customer filled in, labelled as the product asks for them."""
+    labels = {}
+    product = getattr(line.variant, "product", None) if line.variant_id else None
+    for spec in getattr(product, "checkout_fields", None) or []:
+        if isinstance(spec, dict) and spec.get("name"):
+            labels[spec["name"]] = spec.get("label") or spec["name"]
+    return [(labels.get(name, name), str(value)) for name, value in (line.checkout_input or {}).items()]
+
+
+class NeedsStaffFilter(admin.SimpleListFilter):
+    title = _("queue")
+    parameter_name = "queue"
+
+    def lookups(self, request, model_admin):
+        return [("staff", _("Waiting for staff (manual or out of stock)"))]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(status__in=QUEUE) if self.value() == "staff" else queryset
+
+
+class ReadOnlyInline(TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class OrderLineInline(ReadOnlyInline):
+    model = OrderLine
+    fields = [
+        "product_name",
+        "variant_name",
+        "sku",
+        "delivery_mode",
+        "quantity",
+        "delivered_quantity",
+        "unit_price",
+        "unit_cost",
+        "price_rule",
+        "customer_input",
+        "fulfilment_note",
+    ]
+    readonly_fields = fields
+
+    @display(description=_("Customer input"))
+    def customer_input(self, obj: OrderLine):
+        items = checkout_input_items(obj)
+        return format_html_join(mark_safe("<br>"), "{}: {}", items) if items else "—"
+
+
+class OrderEventInline(ReadOnlyInline):
+    model = OrderEvent
+    fields = ["created", "from_status", "to_status", "actor", "message"]
+    readonly_fields = fields
+
+
+class FulfilForm(forms.Form):
+    codes = forms.CharField(
+        label=_("Codes"),
+        required=False,
+        strip=False,
+        widget=UnfoldAdminTextareaWidget(attrs={"rows": 6, "spellcheck": "false", "autocomplete": "off"}),
+        help_text=_("One per line. They are stored encrypted and sent to the customer."),
+    )
+    note = forms.CharField(
+        label=_("Note to the customer"),
+        required=False,
+        max_length=255,
+        widget=UnfoldAdminTextInputWidget,
+        help_text=_("What was done, e.g. 'Topped up account 12345 with 100 credits'."),
+    )
+
+
+@admin.register(Order)
+class OrderAdmin(ModelAdmin):
+    list_display = ["number", "status_display", "email", "total_display", "created", "paid_at"]
+    list_filter = [NeedsStaffFilter, "status", "created", "payment_provider"]
+    search_fields = ["number", "email"]
+    date_hierarchy = "created"
+    fields = [
+        "number",
+        "status",
+        "email",
+        "customer",
+        "currency",
+        "total",
+        "payment_provider",
+        "client_ip",
+        "created",
+        "expires_at",
+        "paid_at",
+        "delivered_at",
+        "delivery_email_sent_at",
+    ]
+    readonly_fields = fields
+    inlines = [OrderLineInline, OrderEventInline]
+    actions = ["retry_delivery"]
+    actions_list = ["fulfilment_queue"]
+    actions_detail = ["fulfil"]
+
+    def has_add_permission(self, request):
+        return False  # orders are placed by customers
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # orders are the record of sales, codes and payments
+
+    def has_change_permission(self, request, obj=None):
+        # Model-level (bulk actions) only: an order's fields are never edited by hand.
+        return obj is None and super().has_change_permission(request)
+
+    def has_fulfil_permission(self, request, obj=None):
+        return request.user.has_perm("orders.change_order")
+
+    def get_actions_detail(self, request, object_id):
+        actions = super().get_actions_detail(request, object_id)
+        waiting = str(object_id).isdigit() and Order.objects.filter(pk=object_id, status__in=QUEUE).exists()
+        if not waiting:
+            actions = [a for a in actions if a.action_name != "orders_order_fulfil"]
+        return actions
+
+    @display(description=_("Status"), ordering="status", label=STATUS_COLOURS)
+    def status_display(self, obj: Order):
+        return obj.status, obj.get_status_display()
+
+    @display(description=_("Total"), ordering="total")
+    def total_display(self, obj: Order) -> str:
+        return f"{obj.total} {obj.currency}"
+
+    @action(description=_("Retry delivery (orders awaiting stock)"), permissions=["fulfil"])
+    def retry_delivery(self, request, queryset):
+        waiting = list(queryset.filter(status=S.AWAITING_STOCK).values_list("pk", "number"))
+        skipped = queryset.count() - len(waiting)
+        delivered = 0
+        for order_id, number in waiting:
+            try:
+                order = order_retry_delivery(order_id=order_id, actor=request.user)
+            except DomainError as exc:
+                self.message_user(request, format_html("{}: {}", number, exc.message), messages.WARNING)
+                continue
+            if order.status == S.DELIVERED:
+                delivered += 1
+            else:
+                self.message_user(
+                    request, format_html("{}: {}", number, _("still not enough codes in stock")), messages.WARNING
+                )
+        if delivered:
+            self.message_user(request, _("%(count)d order(s) delivered.") % {"count": delivered}, messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, _("%(count)d selected order(s) were not awaiting stock.") % {"count": skipped}, messages.INFO
+            )
+
+    @action(description=_("Fulfilment queue"), url_path="queue", permissions=["fulfil"], icon="assignment_late")
+    def fulfilment_queue(self, request):
+        orders = (
+            Order.objects.filter(status__in=QUEUE)
+            .order_by("paid_at", "pk")
+            .prefetch_related(Prefetch("lines", queryset=OrderLine.objects.select_related("variant__product")))
+        )
+        rows = [
+            {
+                "order": order,
+                "lines": [(line, checkout_input_items(line)) for line in order.lines.all()],
+                "fulfil_url": reverse("admin:orders_order_fulfil", args=[order.pk]),
+                "change_url": reverse("admin:orders_order_change", args=[order.pk]),
+            }
+            for order in orders[:200]
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Fulfilment queue"),
+            "opts": self.model._meta,
+            "rows": rows,
+            "total": orders.count(),
+        }
+        return TemplateResponse(request, "admin/orders/order/fulfilment_queue.html", context)
+
+    @action(description=_("Fulfil"), url_path="fulfil", permissions=["fulfil"], icon="local_shipping")
+    def fulfil(self, request, object_id):
+        order = self.get_object(request, object_id)
+        if order is None:
+            raise Http404
+        form = FulfilForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                order_fulfil_manually(
+                    order_id=order.pk,
+                    actor=request.user,
+                    codes=form.cleaned_data["codes"],
+                    note=form.cleaned_data["note"],
+                )
+            except DomainError as exc:
+                messages.error(request, exc.message)
+                order.refresh_from_db()
+            else:
+                messages.success(
+                    request, _("Order %(number)s delivered; the customer is being e-mailed.") % {"number": order.number}
+                )
+                return HttpResponseRedirect(reverse("admin:orders_order_fulfilment_queue"))
+        lines = order.lines.select_related("variant__product")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Fulfil order %(number)s") % {"number": order.number},
+            "opts": self.model._meta,
+            "order": order,
+            "open": order.status in QUEUE,
+            "lines": [(line, checkout_input_items(line)) for line in lines],
+            "form": form,
+            "change_url": reverse("admin:orders_order_change", args=[order.pk]),
+            "queue_url": reverse("admin:orders_order_fulfilment_queue"),
+        }
+        return TemplateResponse(request, "admin/orders/order/fulfil.html", context)

@@ -1,0 +1,56 @@
+"""Payment attempts and callbacks are visible to a shop's staff and cannot be altered from the admin."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django_tenants.utils import schema_context
+
+from catalog.models import Category, Product, Variant
+from conftest import DEMO
+from orders.services import CartItem, order_place
+from payments.models import PaymentAttempt, PaymentCallback
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(alpha_client):
+    email, password = DEMO["alpha"][1], DEMO["alpha"][2]
+    assert alpha_client.post("/accounts/login/", {"login": email, "password": password}).status_code == 302
+    return alpha_client
+
+
+@pytest.fixture
+def attempt() -> PaymentAttempt:
+    with schema_context("alpha"):
+        category = Category.objects.create(name="Games", slug="games")
+        product = Product.objects.create(
+            category=category, name="Top up", slug="top-up", delivery_mode=Product.DeliveryMode.MANUAL
+        )
+        variant = Variant.objects.create(product=product, sku="TOP-1", name="100", price=Decimal("5.00"))
+        order = order_place(items=[CartItem(variant_id=variant.pk, quantity=1)], email="buyer@example.test")
+        attempt = PaymentAttempt.objects.create(
+            order=order, provider="sandbox", token="tok-visible-123", amount=order.total, currency=order.currency
+        )
+        PaymentCallback.objects.create(provider="sandbox", attempt=attempt, payload={"token": attempt.token})
+        return attempt
+
+
+def test_payment_attempts_and_callbacks_are_listed_read_only(staff_client, attempt):
+    attempts = staff_client.get("/admin/payments/paymentattempt/")
+    assert attempts.status_code == 200
+    assert attempt.order.number in attempts.content.decode()
+    with schema_context("alpha"):
+        callback = PaymentCallback.objects.get()
+    assert staff_client.get(f"/admin/payments/paymentcallback/{callback.pk}/change/").status_code == 200
+
+    for url in ("/admin/payments/paymentattempt/add/", "/admin/payments/paymentcallback/add/"):
+        assert staff_client.get(url).status_code == 403
+    change = f"/admin/payments/paymentattempt/{attempt.pk}/change/"
+    assert staff_client.post(change, {"status": "succeeded", "amount": "0.01"}).status_code == 403
+    assert staff_client.post(f"/admin/payments/paymentattempt/{attempt.pk}/delete/", {"post": "yes"}).status_code == 403
+    with schema_context("alpha"):
+        attempt.refresh_from_db()
+    assert (attempt.status, attempt.amount) == (PaymentAttempt.Status.CREATED, Decimal("5.00"))
