@@ -7,7 +7,6 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
 
 from ledger.errors import IdempotencyConflict, InsufficientFunds, UnbalancedTransaction
 from ledger.models import Account, Entry, Transaction
@@ -82,8 +81,10 @@ def ledger_post(
     lines = [line for line in lines if line.amount]
     if not lines or sum((line.amount for line in lines), Decimal(0)) != 0:
         raise UnbalancedTransaction()
-    accounts = {line.account: account_get_or_create(line.account) for line in lines}
-    list(Account.objects.select_for_update().filter(pk__in=[a.pk for a in accounts.values()]).order_by("pk"))
+    accounts = _accounts_lock({line.account for line in lines})
+    deltas: dict[int, Decimal] = {}
+    for line in lines:
+        deltas[accounts[line.account].pk] = deltas.get(accounts[line.account].pk, Decimal(0)) + line.amount
     try:
         with transaction.atomic():
             txn = Transaction.objects.create(kind=kind, idempotency_key=idempotency_key, reference=reference, memo=memo)
@@ -91,8 +92,7 @@ def ledger_post(
                 Entry(transaction=txn, account_id=accounts[line.account].pk, amount=line.amount, **line.dimensions)
                 for line in lines
             )
-            for line in lines:
-                Account.objects.filter(pk=accounts[line.account].pk).update(balance=F("balance") + line.amount)
+            _balances_move(deltas)
     except IntegrityError as exc:
         if "account_non_negative" in str(exc):
             raise InsufficientFunds() from exc
@@ -100,6 +100,30 @@ def ledger_post(
             return Transaction.objects.get(idempotency_key=idempotency_key)
         raise
     return txn
+
+
+def _accounts_lock(codes: set[str]) -> dict[str, Account]:
+    """Lock the accounts in primary-key order (so concurrent posts cannot deadlock), creating any
+    that do not exist yet."""
+    locked = {a.code: a for a in Account.objects.select_for_update().filter(code__in=codes).order_by("pk")}
+    missing = codes - locked.keys()
+    if missing:
+        for code in sorted(missing):
+            account_get_or_create(code)
+        locked = {a.code: a for a in Account.objects.select_for_update().filter(code__in=codes).order_by("pk")}
+    return locked
+
+
+def _balances_move(deltas: dict[int, Decimal]) -> None:
+    """One UPDATE for every account of the transaction (the check constraint still applies per row)."""
+    values = ", ".join(["(%s::bigint, %s::numeric)"] * len(deltas))
+    params = [item for pair in deltas.items() for item in pair]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Account._meta.db_table} AS a SET balance = a.balance + v.delta, updated = now() "
+            f"FROM (VALUES {values}) AS v(id, delta) WHERE a.id = v.id",
+            params,
+        )
 
 
 def _same_lines_or_conflict(existing: Transaction, lines: list[Line]) -> None:

@@ -96,6 +96,9 @@ PUBLIC_SCHEMA_URLCONF = "config.urls_public"
 ROOT_URLCONF = "config.urls_tenant"
 DEFAULT_NOT_FOUND_TENANT_VIEW = "tenants.views.unknown_host"
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# Issue `SET search_path` once per schema switch instead of before every query (the backend
+# forgets it on close, rollback and savepoint rollback, when PostgreSQL forgets it too).
+TENANT_LIMIT_SET_CALLS = True
 # How long a Host -> tenant lookup is cached (seconds). Changes invalidate it at once.
 TENANT_DOMAIN_CACHE_SECONDS = env_int("TENANT_DOMAIN_CACHE_SECONDS", 300)
 
