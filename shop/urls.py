@@ -13,5 +13,6 @@ urlpatterns = [
     path("orders/<str:number>/", views.order_detail, name="order-detail"),
     path("orders/<str:number>/status", views.order_status, name="order-status"),
     path("orders/<str:number>/codes.txt", views.order_codes_txt, name="order-codes-txt"),
+    path("orders/<str:number>/pay/", views.order_pay, name="order-pay"),
     path("orders/<str:number>/forget/", views.order_forget, name="order-forget"),
 ]

@@ -21,10 +21,25 @@ from orders.selectors import order_authorize_session, order_delivered_codes, ord
 from orders.services import CartItem, order_check_lookup, order_place
 from payments.services import payment_start
 from shop.forms import BuyForm, OrderLookupForm
+from shop.selectors import product_buy_box
 
 
 def _ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR")
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _product_page(request, card, form: BuyForm, *, status: int = 200):
+    data = form.data if form.is_bound else {}
+    box = product_buy_box(card, variant_id=_int(data.get("variant")), quantity=_int(data.get("quantity")))
+    context = {"card": card, "form": form, "box": box, "categories": category_tree()}
+    return render(request, "shop/product.html", context, status=status)
 
 
 def home(request):
@@ -42,8 +57,7 @@ def product(request, slug: str):
     card = product_detail(slug)
     if card is None:
         raise Http404("no such product")
-    form = BuyForm(user=request.user, initial={"variant": card.variants[0].variant.pk if card.variants else None})
-    return render(request, "shop/product.html", {"card": card, "form": form, "categories": category_tree()})
+    return _product_page(request, card, BuyForm(user=request.user, card=card))
 
 
 @require_POST
@@ -52,7 +66,7 @@ def buy(request, slug: str):
     card = product_detail(slug)
     if card is None:
         raise Http404("no such product")
-    form = BuyForm(request.POST, user=request.user)
+    form = BuyForm(request.POST, user=request.user, card=card)
     if form.is_valid():
         data = form.cleaned_data
         checkout_input = {
@@ -78,8 +92,15 @@ def buy(request, slug: str):
             return redirect(url)
         except DomainError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
-    context = {"card": card, "form": form, "categories": category_tree()}
-    return render(request, "shop/product.html", context, status=400)
+    return _product_page(request, card, form, status=400)
+
+
+def _codes_text(delivered) -> str:
+    """One code per line, ``code|secret`` when there is a secret: the TXT download and "Copy all"."""
+    rows = []
+    for item in delivered:
+        rows.extend(f"{code}|{secret}" if secret else code for code, secret in item.codes)
+    return "\n".join(rows)
 
 
 def _order_context(request, order: Order) -> dict:
@@ -98,6 +119,7 @@ def _order_context(request, order: Order) -> dict:
         "lines": order.lines.all(),
         "can_see_codes": can_see,
         "delivered": delivered,
+        "codes_text": _codes_text(delivered),
         "events": order.events.all(),
     }
 
@@ -127,10 +149,7 @@ def order_codes_txt(request, number: str):
         ip=_ip(request),
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
-    rows = []
-    for item in delivered:
-        rows.extend(f"{code}|{secret}" if secret else code for code, secret in item.codes)
-    response = HttpResponse("\n".join(rows) + "\n", content_type="text/plain; charset=utf-8")
+    response = HttpResponse(_codes_text(delivered) + "\n", content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="order-{order.number}.txt"'
     return response
 
@@ -185,6 +204,22 @@ def search(request):
             {"results": [{"name": p.name, "category": p.category.name, "url": f"/p/{p.slug}/"} for p in results]}
         )
     return render(request, "shop/search.html", {"query": query, "results": results, "categories": category_tree()})
+
+
+@require_POST
+def order_pay(request, number: str):
+    """Back to the payment page for an unpaid order (the customer left the gateway, or it failed).
+    Only the browser or account that may see the order can start a payment for it."""
+    order = get_object_or_404(Order, number=number.upper())
+    if not order_viewer_may_see_codes(request, order):
+        raise Http404("no such order here")
+    try:
+        provider = order.payment_attempts.order_by("-created").values_list("provider", flat=True).first()
+        _attempt, url = payment_start(order=order, provider_code=provider or "sandbox", request=request)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("order-detail", number=order.number)
+    return redirect(url)
 
 
 @require_POST

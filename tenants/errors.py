@@ -1,21 +1,23 @@
+from django.utils.translation import gettext_lazy as _
+
 from core.errors import DomainError
 
 
 class SlugInvalid(DomainError):
     code = "slug_invalid"
-    default_message = (
+    default_message = _(
         "Use 3–30 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen."
     )
 
 
 class SlugReserved(DomainError):
     code = "slug_reserved"
-    default_message = "This subdomain is reserved. Please choose another."
+    default_message = _("This subdomain is reserved. Please choose another.")
 
 
 class SlugTaken(DomainError):
     code = "slug_taken"
-    default_message = "This subdomain is already taken. Please choose another."
+    default_message = _("This subdomain is already taken. Please choose another.")
 
 
 class TemplateMissing(DomainError):

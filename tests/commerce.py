@@ -32,15 +32,26 @@ def product_with_codes(
     n = next(_seq)
     category = category or Category.objects.create(name=f"Cards {n}", slug=f"cards-{n}")
     product = Product.objects.create(
-        category=category, name=name or f"Gift card {n}", slug=f"gift-card-{n}", delivery_mode=delivery_mode,
-        checkout_fields=checkout_fields or [], max_quantity=max_quantity,
+        category=category,
+        name=name or f"Gift card {n}",
+        slug=f"gift-card-{n}",
+        delivery_mode=delivery_mode,
+        checkout_fields=checkout_fields or [],
+        max_quantity=max_quantity,
     )
-    variant = Variant.objects.create(product=product, sku=f"SKU-{n}", name=f"Variant {n}", price=Decimal(price),
-                                     cost=Decimal(cost))
+    variant = Variant.objects.create(
+        product=product, sku=f"SKU-{n}", name=f"Variant {n}", price=Decimal(price), cost=Decimal(cost)
+    )
     if codes:
         text = "\n".join(f"CODE-{n}-{i:05d}" for i in range(codes))
-        import_commit(variant=variant, parsed=codes_parse_text(text), unit_cost=Decimal(batch_cost or cost),
-                      source="paste", reusable=reusable, max_uses=max_uses)
+        import_commit(
+            variant=variant,
+            parsed=codes_parse_text(text),
+            unit_cost=Decimal(batch_cost or cost),
+            source="paste",
+            reusable=reusable,
+            max_uses=max_uses,
+        )
     return variant
 
 
@@ -48,8 +59,9 @@ def place(variant: Variant, quantity: int = 1, **kwargs):
     kwargs.setdefault("email", "buyer@example.test")
     kwargs.setdefault("lookup_password", "lookup-pass")
     checkout_input = kwargs.pop("checkout_input", {})
-    return order_place(items=[CartItem(variant_id=variant.pk, quantity=quantity, checkout_input=checkout_input)],
-                       **kwargs)
+    return order_place(
+        items=[CartItem(variant_id=variant.pk, quantity=quantity, checkout_input=checkout_input)], **kwargs
+    )
 
 
 def sandbox_notification(order, *, succeeded: bool = True) -> dict:

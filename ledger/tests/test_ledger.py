@@ -22,7 +22,11 @@ D = Decimal
 def test_entries_must_sum_to_zero():
     with schema_context("alpha"):
         with pytest.raises(UnbalancedTransaction):
-            ledger_post(kind="adjustment", idempotency_key="k1", lines=[Line("inventory", D("5")), Line("sales_revenue", D("-4"))])
+            ledger_post(
+                kind="adjustment",
+                idempotency_key="k1",
+                lines=[Line("inventory", D("5")), Line("sales_revenue", D("-4"))],
+            )
         assert not Transaction.objects.filter(idempotency_key="k1").exists()
 
 
@@ -35,18 +39,26 @@ def test_same_key_posts_once_and_a_different_body_is_a_conflict():
         assert first.pk == again.pk
         assert Account.objects.get(code="payment_clearing").balance == D("9.99")
         with pytest.raises(IdempotencyConflict):
-            ledger_post(kind="order_payment", idempotency_key="pay:1",
-                        lines=[Line("payment_clearing", D("1")), Line("sales_revenue", D("-1"))])
+            ledger_post(
+                kind="order_payment",
+                idempotency_key="pay:1",
+                lines=[Line("payment_clearing", D("1")), Line("sales_revenue", D("-1"))],
+            )
 
 
 @pytest.mark.django_db
 def test_an_account_that_may_not_go_negative_refuses_and_nothing_is_written():
     with schema_context("alpha"):
         account_get_or_create("wallet:7", name="Wallet 7", kind=Account.Kind.LIABILITY, may_go_negative=False)
-        ledger_post(kind="top_up", idempotency_key="t1", lines=[Line("wallet:7", D("5")), Line("payment_clearing", D("-5"))])
+        ledger_post(
+            kind="top_up", idempotency_key="t1", lines=[Line("wallet:7", D("5")), Line("payment_clearing", D("-5"))]
+        )
         with pytest.raises(InsufficientFunds):
-            ledger_post(kind="adjustment", idempotency_key="t2",
-                        lines=[Line("wallet:7", D("-6")), Line("payment_clearing", D("6"))])
+            ledger_post(
+                kind="adjustment",
+                idempotency_key="t2",
+                lines=[Line("wallet:7", D("-6")), Line("payment_clearing", D("6"))],
+            )
         assert Account.objects.get(code="wallet:7").balance == D("5")
         assert not Transaction.objects.filter(idempotency_key="t2").exists()
         assert ledger_check() == []
@@ -55,14 +67,21 @@ def test_an_account_that_may_not_go_negative_refuses_and_nothing_is_written():
 def test_concurrent_posts_keep_the_balance_exact(live_db):
     with schema_context("beta"):
         account_get_or_create("wallet:race", name="Race", kind=Account.Kind.LIABILITY, may_go_negative=False)
-        ledger_post(kind="top_up", idempotency_key="race-top", lines=[Line("wallet:race", D("10")), Line("payment_clearing", D("-10"))])
+        ledger_post(
+            kind="top_up",
+            idempotency_key="race-top",
+            lines=[Line("wallet:race", D("10")), Line("payment_clearing", D("-10"))],
+        )
     outcomes = []
 
     def spend(i):
         try:
             with schema_context("beta"):
-                ledger_post(kind="adjustment", idempotency_key=f"race-spend-{i}",
-                            lines=[Line("wallet:race", D("-1")), Line("refunds", D("1"))])
+                ledger_post(
+                    kind="adjustment",
+                    idempotency_key=f"race-spend-{i}",
+                    lines=[Line("wallet:race", D("-1")), Line("refunds", D("1"))],
+                )
             outcomes.append("ok")
         except InsufficientFunds:
             outcomes.append("refused")
@@ -85,7 +104,9 @@ def test_concurrent_posts_keep_the_balance_exact(live_db):
 @pytest.mark.django_db
 def test_check_reports_a_balance_that_differs_from_its_entries(capsys):
     with schema_context("alpha"):
-        ledger_post(kind="adjustment", idempotency_key="x", lines=[Line("inventory", D("3")), Line("supplier_payable", D("-3"))])
+        ledger_post(
+            kind="adjustment", idempotency_key="x", lines=[Line("inventory", D("3")), Line("supplier_payable", D("-3"))]
+        )
         Account.objects.filter(code="inventory").update(balance=D("4"))
         assert ledger_check() == [("inventory", D("4"), D("3"))]
     with pytest.raises(CommandError, match="1 ledger difference"):

@@ -22,10 +22,18 @@ def test_file_template_is_the_default():
 
 def test_an_admin_override_wins_only_in_its_own_shop():
     with schema_context("alpha"):
-        MessageTemplate.objects.create(key="order_delivered", language="en", subject="Alpha: {{ order.number }}",
-                                       body_text="Here you go: {{ order_url }}")
-        email_send(key="order_delivered", to="c@example.test", context={"order": _Order(), "order_url": "http://x/o/"},
-                   reference="ABCD2345EFGH6789")
+        MessageTemplate.objects.create(
+            key="order_delivered",
+            language="en",
+            subject="Alpha: {{ order.number }}",
+            body_text="Here you go: {{ order_url }}",
+        )
+        email_send(
+            key="order_delivered",
+            to="c@example.test",
+            context={"order": _Order(), "order_url": "http://x/o/"},
+            reference="ABCD2345EFGH6789",
+        )
         assert EmailLog.objects.get(reference="ABCD2345EFGH6789").ok
     assert mail.outbox[0].subject == "Alpha: ABCD2345EFGH6789"
     assert mail.outbox[0].body == "Here you go: http://x/o/"
@@ -36,7 +44,8 @@ def test_an_admin_override_wins_only_in_its_own_shop():
 
 def test_an_inactive_override_is_ignored():
     with schema_context("alpha"):
-        MessageTemplate.objects.create(key="order_delivered", language="en", subject="Off", body_text="x",
-                                       is_active=False)
+        MessageTemplate.objects.create(
+            key="order_delivered", language="en", subject="Off", body_text="x", is_active=False
+        )
         subject, _text, _html = message_render("order_delivered", {"order": _Order(), "lines": []})
     assert subject != "Off"

@@ -20,8 +20,15 @@ def variant():
 
 
 def _buy(client, variant, **extra):
-    data = {"variant": variant.pk, "quantity": 1, "expected_price": "15.00", "email": "guest@example.test",
-            "lookup_password": "lookup-123", "payment": "sandbox", **extra}
+    data = {
+        "variant": variant.pk,
+        "quantity": 1,
+        "expected_price": "15.00",
+        "email": "guest@example.test",
+        "lookup_password": "lookup-123",
+        "payment": "sandbox",
+        **extra,
+    }
     response = client.post(f"/p/{variant.product.slug}/buy/", data)
     assert response.status_code == 302, response.content.decode()[:2000]
     gateway = response["Location"]
@@ -71,8 +78,9 @@ def test_guest_lookup_unlocks_the_codes_only_with_the_right_details(variant, dja
     guest = host_client("alpha.localhost")
     wrong = guest.post("/orders/lookup/", {"number": number, "email": "guest@example.test", "password": "nope"})
     assert wrong.status_code == 400 and b"No order matches" in wrong.content
-    right = guest.post("/orders/lookup/", {"number": number.lower(), "email": "GUEST@example.test",
-                                           "password": "lookup-123"})
+    right = guest.post(
+        "/orders/lookup/", {"number": number.lower(), "email": "GUEST@example.test", "password": "lookup-123"}
+    )
     assert right.status_code == 302
     assert _codes_of(number)[0] in guest.get(right["Location"]).content.decode()
 
@@ -123,8 +131,15 @@ def test_a_logged_in_customer_sees_own_orders_and_codes(variant, django_capture_
 )
 def test_tampered_or_bad_checkout_input_gets_a_clear_message(variant, change, message):
     client = host_client("alpha.localhost")
-    data = {"variant": variant.pk, "quantity": 1, "expected_price": "15.00", "email": "guest@example.test",
-            "lookup_password": "lookup-123", "payment": "sandbox", **change}
+    data = {
+        "variant": variant.pk,
+        "quantity": 1,
+        "expected_price": "15.00",
+        "email": "guest@example.test",
+        "lookup_password": "lookup-123",
+        "payment": "sandbox",
+        **change,
+    }
     response = client.post(f"/p/{variant.product.slug}/buy/", data)
     assert response.status_code == 400
     assert message in response.content
@@ -136,7 +151,35 @@ def test_a_variant_of_another_product_cannot_be_bought_through_this_page(variant
     with schema_context("alpha"):
         other = product_with_codes(codes=5, price="1.00")
     client = host_client("alpha.localhost")
-    data = {"variant": other.pk, "quantity": 1, "expected_price": "1.00", "email": "g@example.test",
-            "lookup_password": "lookup-123", "payment": "sandbox"}
+    data = {
+        "variant": other.pk,
+        "quantity": 1,
+        "expected_price": "1.00",
+        "email": "g@example.test",
+        "lookup_password": "lookup-123",
+        "payment": "sandbox",
+    }
     response = client.post(f"/p/{variant.product.slug}/buy/", data)
     assert response.status_code == 400
+
+
+def test_an_unpaid_order_can_go_back_to_payment_from_its_page_only_in_its_browser(variant):
+    buyer = host_client("alpha.localhost")
+    data = {
+        "variant": variant.pk,
+        "quantity": 1,
+        "expected_price": "15.00",
+        "email": "guest@example.test",
+        "lookup_password": "lookup-123",
+        "payment": "sandbox",
+    }
+    gateway = buyer.post(f"/p/{variant.product.slug}/buy/", data)["Location"]
+    with schema_context("alpha"):
+        number = Order.objects.get().number
+    page = buyer.get(f"/orders/{number}/")
+    assert b'data-testid="pay-again"' in page.content
+    again = buyer.post(f"/orders/{number}/pay/")
+    assert again.status_code == 302 and again["Location"].startswith("/pay/sandbox/") and again["Location"] != gateway
+    stranger = host_client("alpha.localhost")
+    assert b"pay-again" not in stranger.get(f"/orders/{number}/").content
+    assert stranger.post(f"/orders/{number}/pay/").status_code == 404

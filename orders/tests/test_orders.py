@@ -93,8 +93,9 @@ def test_inactive_product_or_variant_cannot_be_bought():
 
 def test_manual_goods_require_their_checkout_input():
     with schema_context("alpha"):
-        variant = product_with_codes(codes=0, delivery_mode="manual",
-                                     checkout_fields=[{"name": "account", "label": "Account", "required": True}])
+        variant = product_with_codes(
+            codes=0, delivery_mode="manual", checkout_fields=[{"name": "account", "label": "Account", "required": True}]
+        )
         with pytest.raises(CheckoutInputMissing, match="Account"):
             place(variant, 1)
         order = place(variant, 1, checkout_input={"account": " player-42 ", "extra": "ignored"})
@@ -209,8 +210,9 @@ def test_wrong_amount_is_refused_even_with_a_valid_signature():
         from orders.services import order_mark_paid
 
         with pytest.raises(OrderStateError):
-            order_mark_paid(order_id=order.pk, amount=D("0.01"), currency=order.currency, provider="sandbox",
-                            payment_reference="x")
+            order_mark_paid(
+                order_id=order.pk, amount=D("0.01"), currency=order.currency, provider="sandbox", payment_reference="x"
+            )
         order.refresh_from_db()
         assert order.status == S.PENDING_PAYMENT
 
