@@ -183,7 +183,7 @@ def test_a_line_never_gets_the_same_reusable_code_twice(django_capture_on_commit
 
 @pytest.mark.django_db
 def test_codes_with_line_breaks_or_control_characters_are_invalid():
-    parsed = codes_parse_upload("codes.csv", 'code\r\n"BAD\nCODE"\r\nTAB\tCODE\r\nGOOD CODE\r\n'.encode())
+    parsed = codes_parse_upload("codes.csv", b'code\r\n"BAD\nCODE"\r\nTAB\tCODE\r\nGOOD CODE\r\n')
     assert parsed.codes == [("GOOD CODE", "")]
     assert [number for number, _ in parsed.invalid] == [2, 3]
 
