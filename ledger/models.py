@@ -3,6 +3,11 @@
 Amounts are signed: a debit is positive, a credit negative; every transaction's entries sum to
 zero. ``Account.balance`` is a cache of the sum of its entries, updated under a row lock in the
 same database transaction, and reproducible at any time (``manage.py ledger_check``).
+
+Assets and expenses normally carry a debit (positive) balance; liabilities, equity and revenue a
+credit (negative) one. ``Account.natural_balance`` flips the sign so that, for example, a branch's
+prepaid balance (a liability of Site A) reads as the positive amount the branch can spend. An
+account that "may not go negative" may not go below zero on its natural side.
 """
 
 from __future__ import annotations
@@ -38,11 +43,21 @@ class Account(models.Model):
         verbose_name_plural = _("accounts")
         ordering = ["code"]
         constraints = [
-            models.CheckConstraint(name="account_non_negative", condition=Q(may_go_negative=True) | Q(balance__gte=0)),
+            models.CheckConstraint(
+                name="account_non_negative",
+                condition=Q(may_go_negative=True)
+                | Q(kind__in=["asset", "expense"], balance__gte=0)
+                | Q(kind__in=["liability", "equity", "revenue"], balance__lte=0),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
+
+    @property
+    def natural_balance(self):
+        """The balance on the account's normal side (a funded wallet or branch balance is positive)."""
+        return self.balance if self.kind in (self.Kind.ASSET, self.Kind.EXPENSE) else -self.balance
 
 
 class Transaction(models.Model):

@@ -50,16 +50,18 @@ def test_same_key_posts_once_and_a_different_body_is_a_conflict():
 def test_an_account_that_may_not_go_negative_refuses_and_nothing_is_written():
     with schema_context("alpha"):
         account_get_or_create("wallet:7", name="Wallet 7", kind=Account.Kind.LIABILITY, may_go_negative=False)
+        # A top-up: cash in (debit clearing), owed to the customer (credit the wallet liability).
         ledger_post(
-            kind="top_up", idempotency_key="t1", lines=[Line("wallet:7", D("5")), Line("payment_clearing", D("-5"))]
+            kind="top_up", idempotency_key="t1", lines=[Line("payment_clearing", D("5")), Line("wallet:7", D("-5"))]
         )
         with pytest.raises(InsufficientFunds):
             ledger_post(
                 kind="adjustment",
                 idempotency_key="t2",
-                lines=[Line("wallet:7", D("-6")), Line("payment_clearing", D("6"))],
+                lines=[Line("wallet:7", D("6")), Line("sales_revenue", D("-6"))],
             )
-        assert Account.objects.get(code="wallet:7").balance == D("5")
+        wallet = Account.objects.get(code="wallet:7")
+        assert (wallet.balance, wallet.natural_balance) == (D("-5"), D("5"))
         assert not Transaction.objects.filter(idempotency_key="t2").exists()
         assert ledger_check() == []
 
@@ -70,7 +72,7 @@ def test_concurrent_posts_keep_the_balance_exact(live_db):
         ledger_post(
             kind="top_up",
             idempotency_key="race-top",
-            lines=[Line("wallet:race", D("10")), Line("payment_clearing", D("-10"))],
+            lines=[Line("payment_clearing", D("10")), Line("wallet:race", D("-10"))],
         )
     outcomes = []
 
@@ -80,7 +82,7 @@ def test_concurrent_posts_keep_the_balance_exact(live_db):
                 ledger_post(
                     kind="adjustment",
                     idempotency_key=f"race-spend-{i}",
-                    lines=[Line("wallet:race", D("-1")), Line("refunds", D("1"))],
+                    lines=[Line("wallet:race", D("1")), Line("sales_revenue", D("-1"))],
                 )
             outcomes.append("ok")
         except InsufficientFunds:
