@@ -71,6 +71,8 @@ class Card(models.Model):
     use_count = models.PositiveIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
     sold_at = models.DateTimeField(null=True, blank=True)
+    # When stock moved (reserved, released, sold, voided): the branch change feed reads it.
+    status_changed_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         verbose_name = _("code")

@@ -220,6 +220,7 @@ def _copy_cards(batch: ImportBatch, rows: list[tuple[str, str, str]], *, reusabl
             "max_uses",
             "use_count",
             "created",
+            "status_changed_at",
         )
         with cursor.cursor.copy(f"COPY card_import ({', '.join(columns)}) FROM STDIN") as copy:
             for card_id, (code, secret, digest) in zip(ids, rows, strict=True):
@@ -236,6 +237,7 @@ def _copy_cards(batch: ImportBatch, rows: list[tuple[str, str, str]], *, reusabl
                         reusable,
                         max_uses,
                         0,
+                        now,
                         now,
                     )
                 )
@@ -289,7 +291,8 @@ def cards_reserve(*, variant_id: int, line_id: int, quantity: int, until: dateti
                 WHERE variant_id = %s AND status = 'available' AND NOT reusable
                 ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
             )
-            UPDATE {Card._meta.db_table} c SET status = 'reserved', reserved_until = %s, reserved_for_id = %s
+            UPDATE {Card._meta.db_table} c
+            SET status = 'reserved', reserved_until = %s, reserved_for_id = %s, status_changed_at = now()
             FROM picked WHERE c.id = picked.id
             """,
             [variant_id, quantity, until, line_id],
@@ -300,7 +303,7 @@ def cards_reserve(*, variant_id: int, line_id: int, quantity: int, until: dateti
 def cards_release_for_line(*, line_id: int) -> int:
     """Return a line's reserved codes to stock (order expired or cancelled)."""
     return Card.objects.filter(reserved_for_id=line_id, status=Card.Status.RESERVED).update(
-        status=Card.Status.AVAILABLE, reserved_until=None, reserved_for=None
+        status=Card.Status.AVAILABLE, reserved_until=None, reserved_for=None, status_changed_at=timezone.now()
     )
 
 
@@ -329,7 +332,7 @@ def cards_assign(*, line, quantity: int) -> list[CardAssignment]:
             CardAssignment(card=card, order_line=line, reusable=False, unit_cost=batch_costs[card.batch_id])
         )
     Card.objects.filter(pk__in=[c.pk for c in reserved]).update(
-        status=Card.Status.SOLD, sold_at=now, reserved_until=None, use_count=1
+        status=Card.Status.SOLD, sold_at=now, reserved_until=None, use_count=1, status_changed_at=now
     )
     missing = quantity - len(reserved)
     if missing:
@@ -355,6 +358,7 @@ def _reusable_assign(*, line, quantity: int) -> list[CardAssignment]:
         exhausted = card.max_uses is not None and card.use_count >= card.max_uses
         Card.objects.filter(pk=card.pk).update(
             use_count=F("use_count") + 1,
+            status_changed_at=timezone.now(),
             **({"status": Card.Status.SOLD, "sold_at": timezone.now()} if exhausted else {}),
         )
         made.append(CardAssignment(card=card, order_line=line, reusable=True, unit_cost=card.batch.unit_cost))
@@ -375,7 +379,7 @@ def cards_void(*, card_ids: list[int], actor=None, reason: str = "") -> int:
     )
     if not cards:
         return 0
-    Card.objects.filter(pk__in=[c.pk for c in cards]).update(status=Card.Status.VOID)
+    Card.objects.filter(pk__in=[c.pk for c in cards]).update(status=Card.Status.VOID, status_changed_at=timezone.now())
     by_variant: dict[int, Decimal] = {}
     for card in cards:
         if not card.reusable:

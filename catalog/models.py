@@ -194,6 +194,7 @@ class Variant(models.Model):
     # For manual goods only: how many can be sold (empty = unlimited). Vault stock is counted.
     manual_stock = models.PositiveIntegerField(_("manual stock"), null=True, blank=True)
     sort_order = models.PositiveIntegerField(default=0)
+    updated = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
         verbose_name = _("variant")
@@ -265,6 +266,7 @@ class PriceRule(models.Model):
     value = models.DecimalField(_("value"), max_digits=18, decimal_places=4)
     rounding = models.CharField(_("rounding"), max_length=8, choices=Rounding.choices, default=Rounding.NONE)
     is_active = models.BooleanField(_("active"), default=True)
+    updated = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name = _("price rule")

@@ -10,6 +10,7 @@ urlpatterns = [
     path("signup/", tenant_views.signup, name="signup"),
     path("signup/<str:token>/", tenant_views.signup_progress, name="signup-progress"),
     path("signup/<str:token>/status", tenant_views.signup_status, name="signup-status"),
+    path("api/branch/v1/", include("branch_api.provider.urls")),
     *common,
     path("", include("shop.urls")),
 ]

@@ -20,7 +20,12 @@ class Order(models.Model):
         CANCELLED = "cancelled", _("Cancelled")
         REFUNDED = "refunded", _("Refunded")
 
+    class Source(models.TextChoices):
+        STOREFRONT = "storefront", _("Storefront")
+        BRANCH_API = "branch_api", _("Branch API")
+
     number = models.CharField(_("order number"), max_length=32, unique=True)
+    source = models.CharField(_("channel"), max_length=16, choices=Source.choices, default=Source.STOREFRONT)
     status = models.CharField(
         _("status"), max_length=20, choices=Status.choices, default=Status.PENDING_PAYMENT, db_index=True
     )

@@ -12,7 +12,7 @@ State machine (every transition writes an OrderEvent in the same transaction):
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -93,6 +93,8 @@ def order_place(
     customer=None,
     client_ip: str | None = None,
     payment_minutes: int | None = None,
+    unit_prices: dict[int, Decimal] | None = None,
+    source: str = Order.Source.STOREFRONT,
 ) -> Order:
     """Create an order at server-side prices and reserve its codes until payment is due.
 
@@ -124,6 +126,11 @@ def order_place(
                 f"Please choose between {product.min_quantity} and {product.max_quantity}.", field="quantity"
             )
         quote = book.quote(variant, quantity=item.quantity)
+        if unit_prices is not None:
+            # A price agreed elsewhere (a branch's cost under its terms); never below cost all the same.
+            quote = replace(
+                quote, unit_price=max(money(unit_prices[variant.pk]), quote.cost), rule_label="branch terms"
+            )
         if item.expected_unit_price is not None and money(item.expected_unit_price) != quote.unit_price:
             raise PriceChanged(field="price")
         if product.is_manual:
@@ -142,6 +149,7 @@ def order_place(
         total=sum((q.unit_price * i.quantity for i, _, q, _ in priced), Decimal("0")),
         expires_at=now + timedelta(minutes=minutes),
         client_ip=client_ip,
+        source=source,
     )
     _event(order, S.PENDING_PAYMENT, actor=customer, message="order placed", from_status="")
     for item, variant, quote, checkout_input in priced:
@@ -196,7 +204,14 @@ def order_check_lookup(order: Order, *, email: str, password: str) -> bool:
 
 @transaction.atomic
 def order_mark_paid(
-    *, order_id: int, amount: Decimal, currency: str, provider: str, payment_reference: str, actor=None
+    *,
+    order_id: int,
+    amount: Decimal,
+    currency: str,
+    provider: str,
+    payment_reference: str,
+    actor=None,
+    funding_account: str = "payment_clearing",
 ) -> Order:
     """Record a confirmed payment and deliver what can be delivered, exactly once.
 
@@ -235,7 +250,7 @@ def order_mark_paid(
         idempotency_key=f"order-paid:{order.number}",
         reference=order.number,
         memo=f"payment {provider} {payment_reference}",
-        lines=[Line("payment_clearing", order.total, {"order_id": order.pk}), *revenue],
+        lines=[Line(funding_account, order.total, {"order_id": order.pk}), *revenue],
     )
     if late:
         _manual_stock_retake(order)
@@ -276,7 +291,8 @@ def _deliver(order: Order, *, actor=None) -> None:
         transaction.on_commit(lambda: _notify_staff(order.pk, "manual_fulfilment"))
     else:
         _transition(order, S.DELIVERED, actor=actor, message="codes delivered", delivered_at=timezone.now())
-        transaction.on_commit(lambda: _send_delivery_email(order.pk))
+        if order.source == Order.Source.STOREFRONT:
+            transaction.on_commit(lambda: _send_delivery_email(order.pk))
 
 
 def _book_cost(order: Order, line: OrderLine, assignments) -> None:

@@ -181,6 +181,7 @@ def _provision(*, branch_id: int, password_hash: str | None) -> ProvisionResult:
         _schema_ensure(branch.schema_name)
         domain = _domain_ensure(branch)
         _owner_ensure(branch, password_hash=password_hash)
+        _upstream_ensure(branch)
         if branch.status in (Branch.Status.PROVISIONING, Branch.Status.FAILED):
             branch.status = Branch.Status.ACTIVE
             branch.status_reason = ""
@@ -259,6 +260,24 @@ def _owner_ensure(branch: Branch, *, password_hash: str) -> None:
         EmailAddress.objects.update_or_create(
             user=owner, email=branch.owner_email, defaults={"verified": True, "primary": True}
         )
+
+
+def _upstream_ensure(branch: Branch) -> None:
+    """Connect a new branch to Site A on this deployment: terms, API credentials, and the branch's
+    upstream connection holding them (no manual setup). Skipped if the branch already has one."""
+    from branch_api.provider.services import credential_issue, terms_ensure
+    from branch_api.upstream.credentials import connection_set_credentials
+    from branch_api.upstream.models import UpstreamConnection
+
+    with schema_context(branch.schema_name):
+        if UpstreamConnection.objects.exists():
+            return
+    terms_ensure(branch)
+    issued = credential_issue(branch=branch, label="installed at provisioning")
+    with schema_context(branch.schema_name):
+        connection = UpstreamConnection(base_url=settings.BRANCH_UPSTREAM_URL, host_header=settings.PLATFORM_DOMAIN)
+        connection_set_credentials(connection, api_key=issued.api_key, signing_secret=issued.signing_secret)
+        connection.save()
 
 
 def branch_suspend(*, branch: Branch, reason: str = "") -> Branch:

@@ -74,6 +74,7 @@ SHARED_APPS = [
     "unfold.contrib.guardian",
     "tenants",
     "django_tenants",
+    "branch_api.provider",
     *_BOTH,
     "django.contrib.staticfiles",
     "django.contrib.humanize",
@@ -83,7 +84,7 @@ SHARED_APPS = [
     "drf_spectacular_sidecar",
     "import_export",
 ]
-TENANT_APPS = list(_BOTH)
+TENANT_APPS = [*_BOTH, "branch_api.upstream"]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
 TENANT_MODEL = "tenants.Branch"
@@ -268,6 +269,17 @@ WORKER_HEARTBEAT_TTL = env_int("WORKER_HEARTBEAT_TTL", 35)
 ORDER_PAYMENT_MINUTES = env_int("ORDER_PAYMENT_MINUTES", 15)
 # Guest order lookups per IP.
 ORDER_LOOKUP_RATE = env_str("ORDER_LOOKUP_RATE", "10/m")
+
+# --- Branch API ---------------------------------------------------------------------------------
+# Proxies whose X-Forwarded-For hop is trusted when deciding a caller's IP (CIDRs).
+BRANCH_API_TRUSTED_PROXIES = env_list("BRANCH_API_TRUSTED_PROXIES", ["127.0.0.1/32", "::1/128"])
+# Where branches on this deployment reach Site A's API (sent with Host: PLATFORM_DOMAIN).
+BRANCH_UPSTREAM_URL = env_str(
+    "BRANCH_UPSTREAM_URL",
+    f"http://127.0.0.1:{PUBLIC_PORT or 8000}"
+    if PLATFORM_DOMAIN == "localhost"
+    else f"{PUBLIC_SCHEME}://{PLATFORM_DOMAIN}",
+)
 
 # --- REST API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

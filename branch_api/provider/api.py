@@ -1,0 +1,309 @@
+"""`/api/branch/v1/`: thin DRF views over branch_api.provider.services."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from django.core.cache import cache
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import APIException, ParseError, Throttled, ValidationError
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
+
+from branch_api import signing
+from branch_api.provider import errors, selectors, services
+from branch_api.provider.models import ApiAuditLog
+
+SIGNING_DOC = """Every request is signed: see docs/branch-api.md. Headers `X-Cardmesh-Key` (`prefix.secret`),
+`X-Cardmesh-Timestamp` (Unix seconds, ±300 s), `X-Cardmesh-Nonce` (≥128 random bits, URL-safe base64, never
+reused) and `X-Cardmesh-Signature` = hex HMAC-SHA256(signing secret, canonical), where canonical is
+`METHOD\\nPATH\\nSORTED_QUERY\\nTIMESTAMP\\nNONCE\\nsha256hex(body)`. POSTs also need `Idempotency-Key`.
+
+Worked example (Python): `branch_api.signing.sign_request(api_key=..., signing_secret=..., method="GET",
+path="/api/branch/v1/products", query=[("page", "1")])` returns the four headers."""
+
+SIGNED_HEADERS = [
+    OpenApiParameter(
+        signing.HEADER_KEY, OpenApiTypes.STR, OpenApiParameter.HEADER, required=True, description="`<prefix>.<secret>`"
+    ),
+    OpenApiParameter(signing.HEADER_TIMESTAMP, OpenApiTypes.INT, OpenApiParameter.HEADER, required=True),
+    OpenApiParameter(signing.HEADER_NONCE, OpenApiTypes.STR, OpenApiParameter.HEADER, required=True),
+    OpenApiParameter(signing.HEADER_SIGNATURE, OpenApiTypes.STR, OpenApiParameter.HEADER, required=True),
+]
+IDEMPOTENCY_HEADER = OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True)
+
+
+class _Replay(APIException):
+    """Carries a stored idempotent response back through DRF's exception path."""
+
+    def __init__(self, status: int, body: dict):
+        super().__init__()
+        self.replay_status, self.replay_body = status, body
+
+
+class BranchThrottle(BaseThrottle):
+    """Fixed one-minute window per branch, sized by its terms (tenant-safe cache key)."""
+
+    def allow_request(self, request, view) -> bool:
+        caller = getattr(request, "caller", None)
+        if caller is None:
+            return True
+        window = int(time.time() // 60)
+        key = f"branch-api-rate:{caller.branch.pk}:{window}"
+        count = cache.get_or_set(key, 0, timeout=70)
+        try:
+            count = cache.incr(key)
+        except ValueError:
+            cache.set(key, 1, timeout=70)
+            count = 1
+        self._wait = 60 - time.time() % 60
+        return count <= caller.terms.rate_per_minute
+
+    def wait(self):
+        return self._wait
+
+
+class BranchApiView(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+    throttle_classes = [BranchThrottle]
+
+    def initial(self, request, *args, **kwargs):
+        raw = request._request
+        self._started = time.perf_counter()
+        self._body = raw.body
+        self._idempotency_key = ""
+        query = [(k, v) for k, values in raw.GET.lists() for v in values]
+        request.caller = services.request_authenticate(
+            method=raw.method,
+            path=raw.path,
+            query=query,
+            body=self._body,
+            headers=raw.headers,
+            client_ip=services.client_ip_from(raw.META),
+        )
+        super().initial(request, *args, **kwargs)
+        if raw.method == "POST":
+            self._idempotency_key = raw.headers.get("Idempotency-Key", "")
+            fingerprint = hashlib.sha256(f"{raw.method}\n{raw.path}\n".encode() + self._body).hexdigest()
+            stored = services.idempotency_begin(
+                branch=request.caller.branch, key=self._idempotency_key, fingerprint=fingerprint
+            )
+            if stored is not None:
+                raise _Replay(stored.response_status, stored.response_body)
+            self._claimed = True
+
+    def handle_exception(self, exc):
+        if isinstance(exc, _Replay):
+            response = Response(exc.replay_body, status=exc.replay_status)
+            response["Idempotent-Replayed"] = "true"
+            self._replayed = True
+            return response
+        if isinstance(exc, errors.ApiError):
+            return Response(exc.as_dict(), status=exc.status)
+        if isinstance(exc, Throttled):
+            return Response(
+                {"code": "throttled", "message": "Too many requests.", "fields": []},
+                status=429,
+                headers={"Retry-After": str(int(exc.wait or 60))},
+            )
+        if isinstance(exc, ValidationError):
+            fields = list(exc.detail) if isinstance(exc.detail, dict) else []
+            return Response({"code": "invalid", "message": str(exc.detail), "fields": fields}, status=400)
+        if isinstance(exc, ParseError):
+            return Response({"code": "invalid", "message": "The body is not valid JSON.", "fields": []}, status=400)
+        return super().handle_exception(exc)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        caller = getattr(request, "caller", None)
+        if getattr(self, "_claimed", False) and not getattr(self, "_replayed", False):
+            if response.status_code >= 500:
+                services.idempotency_release(branch=caller.branch, key=self._idempotency_key)
+            else:
+                services.idempotency_finish(
+                    branch=caller.branch, key=self._idempotency_key, status=response.status_code, body=response.data
+                )
+        raw = request._request
+        ApiAuditLog.objects.create(
+            branch=caller.branch if caller else None,
+            key_prefix=raw.headers.get(signing.HEADER_KEY, "").partition(".")[0][:16],
+            ip=services.client_ip_from(raw.META),
+            method=raw.method[:8],
+            path=raw.path[:255],
+            idempotency_key=raw.headers.get("Idempotency-Key", "")[:128],
+            status_code=response.status_code,
+            error_code=(response.data or {}).get("code", "")[:48]
+            if response.status_code >= 400 and isinstance(response.data, dict)
+            else "",
+            latency_ms=round((time.perf_counter() - getattr(self, "_started", time.perf_counter())) * 1000, 2),
+            request_sha256=hashlib.sha256(getattr(self, "_body", b"") or b"").hexdigest(),
+        )
+        return response
+
+
+class Ping(BranchApiView):
+    @extend_schema(
+        tags=["branch"],
+        description=SIGNING_DOC,
+        parameters=SIGNED_HEADERS,
+        responses=inline_serializer(
+            "Ping",
+            {
+                "protocol": serializers.CharField(),
+                "server_time": serializers.DateTimeField(),
+                "capabilities": serializers.ListField(),
+                "branch": serializers.CharField(),
+            },
+        ),
+    )
+    def get(self, request):
+        return Response(
+            {
+                "protocol": signing.PROTOCOL_VERSION,
+                "server_time": timezone.now().isoformat(),
+                "capabilities": ["catalog", "changes", "orders", "balance", "statement", "webhooks"],
+                "branch": request.caller.branch.slug,
+            }
+        )
+
+
+class Categories(BranchApiView):
+    @extend_schema(tags=["branch"], parameters=SIGNED_HEADERS, responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        return Response({"results": selectors.categories_payload(request.caller.terms)})
+
+
+class Products(BranchApiView):
+    @extend_schema(
+        tags=["branch"],
+        responses=OpenApiTypes.OBJECT,
+        parameters=[
+            *SIGNED_HEADERS,
+            OpenApiParameter("page", OpenApiTypes.INT),
+            OpenApiParameter("page_size", OpenApiTypes.INT),
+        ],
+    )
+    def get(self, request):
+        page = _int(request.query_params.get("page"), 1, "page")
+        size = min(_int(request.query_params.get("page_size"), 100, "page_size"), 500)
+        return Response(selectors.products_page(request.caller.terms, page=page, page_size=size))
+
+
+class Changes(BranchApiView):
+    @extend_schema(
+        tags=["branch"],
+        responses=OpenApiTypes.OBJECT,
+        parameters=[*SIGNED_HEADERS, OpenApiParameter("since", OpenApiTypes.STR)],
+    )
+    def get(self, request):
+        return Response(selectors.changes_since(request.caller.terms, request.query_params.get("since", "")))
+
+
+class OrderItemIn(serializers.Serializer):
+    variant_id = serializers.IntegerField(min_value=1)
+    quantity = serializers.IntegerField(min_value=1, max_value=1000)
+
+
+class OrderIn(serializers.Serializer):
+    reference = serializers.CharField(max_length=128)
+    items = OrderItemIn(many=True, allow_empty=False)
+    expected_total = serializers.DecimalField(max_digits=18, decimal_places=2, required=False, allow_null=True)
+
+
+class Orders(BranchApiView):
+    @extend_schema(
+        tags=["branch"],
+        parameters=[*SIGNED_HEADERS, OpenApiParameter("page", OpenApiTypes.INT)],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request):
+        page = _int(request.query_params.get("page"), 1, "page")
+        return Response(selectors.orders_page(request.caller.branch, page=page))
+
+    @extend_schema(
+        tags=["branch"],
+        parameters=[*SIGNED_HEADERS, IDEMPOTENCY_HEADER],
+        request=OrderIn,
+        responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
+        examples=[
+            OpenApiExample(
+                "Buy two codes",
+                request_only=True,
+                value={
+                    "reference": "alpha-line-1842",
+                    "items": [{"variant_id": 40, "quantity": 2}],
+                    "expected_total": "19.00",
+                },
+            )
+        ],
+    )
+    def post(self, request):
+        data = OrderIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        purchase, created = services.branch_purchase(
+            caller=request.caller,
+            reference=data.validated_data["reference"],
+            items=[services.PurchaseItem(**item) for item in data.validated_data["items"]],
+            expected_total=data.validated_data.get("expected_total"),
+        )
+        body = {"order": selectors.order_payload(purchase, with_codes=True, request=request)}
+        return Response(body, status=201 if created else 200)
+
+
+class OrderDetail(BranchApiView):
+    @extend_schema(tags=["branch"], parameters=SIGNED_HEADERS, responses=OpenApiTypes.OBJECT)
+    def get(self, request, reference: str):
+        purchase = selectors.purchase_get(request.caller.branch, reference)
+        return Response({"order": selectors.order_payload(purchase, with_codes=True, request=request)})
+
+
+class Balance(BranchApiView):
+    @extend_schema(tags=["branch"], parameters=SIGNED_HEADERS, responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        account = services.branch_balance_account(request.caller.branch)
+        return Response(
+            {
+                "currency": account.currency,
+                "balance": str(account.natural_balance),
+                "low_balance_threshold": str(request.caller.terms.low_balance_threshold),
+                "mode": request.caller.terms.mode,
+            }
+        )
+
+
+class Statement(BranchApiView):
+    @extend_schema(
+        tags=["branch"],
+        responses=OpenApiTypes.OBJECT,
+        parameters=[
+            *SIGNED_HEADERS,
+            OpenApiParameter("since", OpenApiTypes.DATE),
+            OpenApiParameter("until", OpenApiTypes.DATE),
+        ],
+    )
+    def get(self, request):
+        return Response(
+            {
+                "results": selectors.statement(
+                    request.caller.branch, request.query_params.get("since"), request.query_params.get("until")
+                )
+            }
+        )
+
+
+def _int(value, default: int, name: str) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise errors.Invalid(f"{name} must be a positive integer.", field=name) from None
+    if number < 1:
+        raise errors.Invalid(f"{name} must be a positive integer.", field=name)
+    return number

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class ProviderConfig(AppConfig):
+    name = "branch_api.provider"
+    label = "branch_provider"
+    verbose_name = "Branch API (Site A)"

@@ -1,0 +1,319 @@
+"""Site A's branch API: credentials, request authentication, idempotency, catalog views, purchases."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from branch_api import signing
+from branch_api.provider import errors
+from branch_api.provider.models import ApiCredential, BranchPurchase, BranchTerms, IdempotencyRecord
+from cardvault.errors import OutOfStock as VaultOutOfStock
+from catalog.models import Category, PriceList, Product, Variant
+from catalog.pricing import PriceBook, money
+from core.crypto import decrypt, encrypt
+from core.redis import get_redis, platform_key
+from ledger.errors import InsufficientFunds
+from ledger.models import Account
+from ledger.services import Line, account_get_or_create, ledger_post
+from orders.models import Order
+from tenants.models import Branch
+
+# --- Credentials ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    credential: ApiCredential
+    api_key: str  # "<prefix>.<secret>", shown once
+    signing_secret: str
+
+
+def credential_issue(*, branch: Branch, label: str = "") -> IssuedCredential:
+    """A new API key and signing secret for ``branch``. The secret is returned once, kept hashed."""
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    signing_secret = secrets.token_urlsafe(32)
+    credential = ApiCredential.objects.create(
+        branch=branch,
+        prefix=prefix,
+        secret_sha256=hashlib.sha256(secret.encode()).hexdigest(),
+        signing_secret_encrypted=encrypt(signing_secret, aad=f"api-credential|{prefix}"),
+        label=label,
+    )
+    return IssuedCredential(credential=credential, api_key=f"{prefix}.{secret}", signing_secret=signing_secret)
+
+
+def credential_revoke(*, credential: ApiCredential) -> None:
+    ApiCredential.objects.filter(pk=credential.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def terms_ensure(branch: Branch) -> BranchTerms:
+    terms, _ = BranchTerms.objects.get_or_create(branch=branch)
+    return terms
+
+
+def balance_account_code(branch_id: int) -> str:
+    return f"branch:{branch_id}:balance"
+
+
+def branch_balance_account(branch: Branch) -> Account:
+    """Site A owes each branch its prepaid balance: a liability that may not go below zero."""
+    return account_get_or_create(
+        balance_account_code(branch.pk),
+        name=f"Balance of {branch.name}",
+        kind=Account.Kind.LIABILITY,
+        may_go_negative=False,
+        owner_type="branch",
+        owner_id=str(branch.pk),
+    )
+
+
+def branch_top_up(*, branch: Branch, amount: Decimal, reference: str, idempotency_key: str) -> Account:
+    """Credit a branch's balance (money received through one of Site A's payment channels)."""
+    branch_balance_account(branch)
+    ledger_post(
+        kind="top_up",
+        idempotency_key=idempotency_key,
+        reference=reference,
+        memo=f"top-up of {branch.slug}",
+        lines=[Line("payment_clearing", money(amount)), Line(balance_account_code(branch.pk), -money(amount))],
+    )
+    return Account.objects.get(code=balance_account_code(branch.pk))
+
+
+# --- Authentication -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiCaller:
+    branch: Branch
+    credential: ApiCredential
+    terms: BranchTerms
+
+
+def request_authenticate(
+    *, method: str, path: str, query: list[tuple[str, str]], body: bytes, headers, client_ip: str | None
+) -> ApiCaller:
+    """Check key, timestamp, nonce, signature and IP allowlist; raise the matching ``ApiError``."""
+    api_key = headers.get(signing.HEADER_KEY, "")
+    stamp = headers.get(signing.HEADER_TIMESTAMP, "")
+    nonce = headers.get(signing.HEADER_NONCE, "")
+    given = headers.get(signing.HEADER_SIGNATURE, "")
+    if not (api_key and stamp and nonce and given):
+        raise errors.MissingCredentials()
+    prefix, _, secret = api_key.partition(".")
+    credential = ApiCredential.objects.select_related("branch").filter(prefix=prefix).first()
+    if credential is None or not hmac.compare_digest(
+        credential.secret_sha256, hashlib.sha256(secret.encode()).hexdigest()
+    ):
+        raise errors.InvalidKey()
+    if credential.revoked_at:
+        raise errors.KeyRevoked()
+    try:
+        skew = abs(time.time() - int(stamp))
+    except ValueError:
+        raise errors.TimestampSkew() from None
+    if skew > signing.MAX_SKEW_SECONDS:
+        raise errors.TimestampSkew()
+    if len(nonce) < signing.MIN_NONCE_LENGTH or len(nonce) > 128:
+        raise errors.InvalidNonce()
+    signing_secret = decrypt(credential.signing_secret_encrypted, aad=f"api-credential|{credential.prefix}")
+    expected = signing.signature(
+        signing_secret,
+        signing.canonical_request(method=method, path=path, query=query, timestamp=stamp, nonce=nonce, body=body),
+    )
+    if not hmac.compare_digest(expected, given):
+        raise errors.BadSignature()
+    # The nonce is spent only by a correctly signed request: forged traffic cannot burn real nonces.
+    if not get_redis().set(platform_key("api-nonce", credential.prefix, nonce), "1", nx=True, ex=600):
+        raise errors.NonceReused()
+    terms = terms_ensure(credential.branch)
+    if not _ip_allowed(client_ip, terms.ip_allowlist):
+        raise errors.IpNotAllowed()
+    if credential.branch.status == Branch.Status.SUSPENDED:
+        raise errors.BranchSuspended()
+    ApiCredential.objects.filter(pk=credential.pk).update(last_used_at=timezone.now())
+    return ApiCaller(branch=credential.branch, credential=credential, terms=terms)
+
+
+def _ip_allowed(client_ip: str | None, allowlist: str) -> bool:
+    networks = [line.strip() for line in allowlist.splitlines() if line.strip()]
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(client_ip or "")
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+def client_ip_from(meta: dict) -> str | None:
+    """REMOTE_ADDR, or the X-Forwarded-For hop added by a trusted proxy (BRANCH_API_TRUSTED_PROXIES)."""
+    remote = meta.get("REMOTE_ADDR")
+    forwarded = [h.strip() for h in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+    trusted = [ipaddress.ip_network(n, strict=False) for n in settings.BRANCH_API_TRUSTED_PROXIES]
+    hops = [*forwarded, remote] if remote else forwarded
+    # Walk from the nearest hop back while it is one of our proxies; the first other address is the client.
+    for hop in reversed(hops):
+        try:
+            if not any(ipaddress.ip_address(hop) in net for net in trusted):
+                return hop
+        except ValueError:
+            return hop
+    return hops[0] if hops else None
+
+
+# --- Idempotency ----------------------------------------------------------------------------------
+
+
+def idempotency_begin(*, branch: Branch, key: str, fingerprint: str) -> IdempotencyRecord | None:
+    """Claim ``key``; returns the stored record of a finished earlier request to replay, or None
+    when this request is the first. Raises 409 while the first one runs, 422 for another body."""
+    if not key or not 8 <= len(key) <= 128:
+        raise errors.IdempotencyKeyRequired()
+    try:
+        with transaction.atomic():
+            IdempotencyRecord.objects.create(branch=branch, key=key, fingerprint=fingerprint)
+        return None
+    except IntegrityError:
+        record = IdempotencyRecord.objects.get(branch=branch, key=key)
+    if record.fingerprint != fingerprint:
+        raise errors.IdempotencyKeyReused()
+    if record.state == IdempotencyRecord.State.IN_FLIGHT:
+        raise errors.RequestInFlight()
+    return record
+
+
+def idempotency_finish(*, branch: Branch, key: str, status: int, body: dict) -> None:
+    IdempotencyRecord.objects.filter(branch=branch, key=key).update(
+        state=IdempotencyRecord.State.DONE, response_status=status, response_body=body
+    )
+
+
+def idempotency_release(*, branch: Branch, key: str) -> None:
+    """Forget a claim whose request crashed, so a retry can run (only server errors are forgotten)."""
+    IdempotencyRecord.objects.filter(branch=branch, key=key, state=IdempotencyRecord.State.IN_FLIGHT).delete()
+
+
+def idempotency_expire(*, hours: int = 96) -> int:
+    cutoff = timezone.now() - timezone.timedelta(hours=hours)
+    return IdempotencyRecord.objects.filter(created__lt=cutoff).delete()[0]
+
+
+# --- Catalog as the branch sees it -------------------------------------------------------------
+
+
+def visible_products(terms: BranchTerms) -> QuerySet[Product]:
+    products = Product.objects.filter(is_active=True, category__is_active=True)
+    if terms.show_everything:
+        return products
+    paths = list(terms.visible_categories.values_list("path", flat=True))
+    condition = Q(pk__in=terms.visible_products.values("pk"))
+    for path in paths:
+        condition |= Q(category__path__startswith=path)
+    return products.filter(condition)
+
+
+def visible_categories(terms: BranchTerms) -> QuerySet[Category]:
+    """The categories of visible products and their ancestors (so a branch can rebuild the tree)."""
+    paths = set(visible_products(terms).values_list("category__path", flat=True))
+    ids = {int(part) for path in paths for part in path.strip("/").split("/") if part}
+    if terms.show_everything or terms.visible_categories.exists():
+        for path in terms.visible_categories.values_list("path", flat=True):
+            ids |= set(Category.objects.filter(path__startswith=path).values_list("pk", flat=True))
+    return Category.objects.filter(pk__in=ids, is_active=True).order_by("path")
+
+
+def branch_price_book(terms: BranchTerms) -> PriceBook:
+    return PriceBook(terms.price_list) if terms.price_list_id else PriceBook(None)
+
+
+def price_list_for(branch: Branch) -> PriceList:
+    """The price list holding a branch's cost rules on Site A (created on first use)."""
+    terms = terms_ensure(branch)
+    if terms.price_list_id is None:
+        terms.price_list = PriceList.objects.create(name=f"Branch {branch.slug}", code=f"branch-{branch.slug}")
+        terms.save(update_fields=["price_list"])
+    return terms.price_list
+
+
+# --- Purchases ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PurchaseItem:
+    variant_id: int
+    quantity: int
+
+
+def branch_purchase(
+    *, caller: ApiCaller, reference: str, items: list[PurchaseItem], expected_total: Decimal | None
+) -> tuple[BranchPurchase, bool]:
+    """Sell codes to a branch at its cost: debit its balance and assign codes in one transaction.
+
+    Returns (purchase, created). A reference the branch already used returns the original purchase
+    unchanged. Insufficient balance or stock raises and changes nothing.
+    """
+    from orders.services import CartItem, order_mark_paid, order_place
+
+    existing = BranchPurchase.objects.filter(branch=caller.branch, reference=reference).first()
+    if existing:
+        return existing, False
+    visible = set(visible_products(caller.terms).values_list("pk", flat=True))
+    variants = (
+        Variant.objects.select_related("product__category")
+        .prefetch_related("tiers")
+        .filter(pk__in=[i.variant_id for i in items], is_active=True)
+    )
+    variants = {v.pk: v for v in variants if v.product_id in visible}
+    if any(item.variant_id not in variants for item in items):
+        raise errors.NotFound("Unknown or invisible variant.", field="items")
+    book = branch_price_book(caller.terms)
+    costs = {i.variant_id: book.quote(variants[i.variant_id], quantity=i.quantity).unit_price for i in items}
+    total = sum((costs[i.variant_id] * i.quantity for i in items), Decimal("0"))
+    if expected_total is not None and money(expected_total) != total:
+        raise errors.ExpectedTotalMismatch(f"The total at cost is {total}.", field="expected_total")
+    account = branch_balance_account(caller.branch)
+    if account.natural_balance < total:
+        raise errors.InsufficientBalance(f"Balance {account.natural_balance}, order {total}.")
+    try:
+        with transaction.atomic():
+            order = order_place(
+                items=[CartItem(variant_id=i.variant_id, quantity=i.quantity) for i in items],
+                email=caller.branch.owner_email or f"{caller.branch.slug}@{settings.PLATFORM_DOMAIN}",
+                unit_prices=costs,
+                source=Order.Source.BRANCH_API,
+            )
+            purchase = BranchPurchase.objects.create(
+                branch=caller.branch, reference=reference, order=order, total=total
+            )
+            order_mark_paid(
+                order_id=order.pk,
+                amount=total,
+                currency=order.currency,
+                provider="branch_balance",
+                payment_reference=reference,
+                funding_account=balance_account_code(caller.branch.pk),
+            )
+    except VaultOutOfStock as exc:
+        raise errors.OutOfStock(exc.message) from exc
+    except InsufficientFunds as exc:
+        raise errors.InsufficientBalance() from exc
+    except IntegrityError:
+        # The same reference was created concurrently: hand back that one.
+        existing = BranchPurchase.objects.filter(branch=caller.branch, reference=reference).first()
+        if existing is None:
+            raise
+        return existing, False
+    return purchase, True

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from branch_api.provider import api
+
+urlpatterns = [
+    path("ping", api.Ping.as_view(), name="branch-api-ping"),
+    path("categories", api.Categories.as_view(), name="branch-api-categories"),
+    path("products", api.Products.as_view(), name="branch-api-products"),
+    path("changes", api.Changes.as_view(), name="branch-api-changes"),
+    path("orders", api.Orders.as_view(), name="branch-api-orders"),
+    path("orders/<str:reference>", api.OrderDetail.as_view(), name="branch-api-order"),
+    path("balance", api.Balance.as_view(), name="branch-api-balance"),
+    path("statement", api.Statement.as_view(), name="branch-api-statement"),
+]
