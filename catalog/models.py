@@ -90,6 +90,7 @@ class Product(models.Model):
     class DeliveryMode(models.TextChoices):
         AUTOMATIC = "automatic", _("Automatic (from the code vault)")
         MANUAL = "manual", _("Manual (fulfilled by staff)")
+        UPSTREAM = "upstream", _("From Site A (bought when ordered)")
 
     category = models.ForeignKey(
         Category, on_delete=models.PROTECT, related_name="products", verbose_name=_("category")
@@ -110,6 +111,8 @@ class Product(models.Model):
     # [{"name": "account", "label": "Account to top up", "required": true}]
     checkout_fields = models.JSONField(_("checkout fields"), default=list, blank=True)
     sort_order = models.PositiveIntegerField(_("sort order"), default=0)
+    # Set on a branch's copy of a Site A product (synced by branch_api.upstream).
+    upstream_id = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -132,6 +135,10 @@ class Product(models.Model):
     @property
     def is_manual(self) -> bool:
         return self.delivery_mode == self.DeliveryMode.MANUAL
+
+    @property
+    def is_upstream(self) -> bool:
+        return self.delivery_mode == self.DeliveryMode.UPSTREAM
 
 
 class ProductImage(models.Model):
@@ -193,6 +200,10 @@ class Variant(models.Model):
     is_active = models.BooleanField(_("active"), default=True)
     # For manual goods only: how many can be sold (empty = unlimited). Vault stock is counted.
     manual_stock = models.PositiveIntegerField(_("manual stock"), null=True, blank=True)
+    # A branch's copy of a Site A variant: its id there, and Site A's stock as of the last sync
+    # (None = unlimited). The storefront never asks Site A while rendering.
+    upstream_id = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+    upstream_stock = models.PositiveIntegerField(null=True, blank=True, editable=False)
     sort_order = models.PositiveIntegerField(default=0)
     updated = models.DateTimeField(auto_now=True, db_index=True)
 

@@ -40,6 +40,16 @@ class ProductCard:
         return any(v.in_stock for v in self.variants)
 
 
+def variant_units(product: Product, variant: Variant, vault_stock: dict[int, int | None]) -> int | None:
+    """Units for sale (None = unlimited): vault codes, the staff-set stock of manual goods, or Site A's
+    stock as of the last sync for a branch's upstream goods."""
+    if product.is_manual:
+        return variant.manual_stock
+    if product.is_upstream:
+        return variant.upstream_stock
+    return vault_stock.get(variant.pk, 0)
+
+
 def category_tree() -> list[Category]:
     """Active categories in tree order (one query); an inactive parent hides its subtree."""
     nodes = list(Category.objects.filter(is_active=True).order_by("path"))
@@ -84,7 +94,9 @@ def product_cards(products, *, book: PriceBook | None = None, with_specs: bool =
         variants = variants.prefetch_related("spec_values")
         products = products.prefetch_related("specs__values")
     products = list(products.prefetch_related(Prefetch("variants", queryset=variants), "images"))
-    variant_ids = [v.pk for p in products for v in p.variants.all() if not p.is_manual]
+    variant_ids = [
+        v.pk for p in products for v in p.variants.all() if p.delivery_mode == Product.DeliveryMode.AUTOMATIC
+    ]
     stock = variant_stock(variant_ids)
     cards = []
     for product in products:
@@ -92,7 +104,7 @@ def product_cards(products, *, book: PriceBook | None = None, with_specs: bool =
         for variant in product.variants.all():
             variant.product = product
             quote = book.quote(variant, category_path=product.category.path)
-            units = variant.manual_stock if product.is_manual else stock.get(variant.pk, 0)
+            units = variant_units(product, variant, stock)
             views.append(VariantView(variant=variant, quote=quote, stock=units))
         cards.append(ProductCard(product=product, variants=views))
     return cards

@@ -16,6 +16,7 @@ class Order(models.Model):
         DELIVERED = "delivered", _("Delivered")
         AWAITING_STOCK = "awaiting_stock", _("Paid — awaiting stock")
         MANUAL_FULFILMENT = "manual_fulfilment", _("Paid — being fulfilled by staff")
+        AWAITING_UPSTREAM = "awaiting_upstream", _("Paid — being bought from the supplier")
         EXPIRED = "expired", _("Expired")
         CANCELLED = "cancelled", _("Cancelled")
         REFUNDED = "refunded", _("Refunded")

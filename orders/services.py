@@ -26,6 +26,7 @@ from cardvault.models import Card
 from cardvault.services import cards_assign, cards_release_for_line, cards_reserve, out_of_stock, variant_stock
 from catalog.models import Product, Variant
 from catalog.pricing import PriceBook, money
+from catalog.selectors import variant_units
 from ledger.services import Line, ledger_post, shop_currency
 from orders.errors import (
     CheckoutInputMissing,
@@ -133,11 +134,7 @@ def order_place(
             )
         if item.expected_unit_price is not None and money(item.expected_unit_price) != quote.unit_price:
             raise PriceChanged(field="price")
-        if product.is_manual:
-            if variant.manual_stock is not None:
-                out_of_stock(variant.manual_stock, item.quantity)
-        else:
-            out_of_stock(stock.get(variant.pk), item.quantity)
+        out_of_stock(variant_units(product, variant, stock), item.quantity)
         priced.append((item, variant, quote, _clean_checkout_input(product, item.checkout_input)))
 
     order = Order.objects.create(
@@ -176,6 +173,8 @@ def order_place(
                 if not updated:
                     out_of_stock(0, item.quantity)
             continue
+        if variant.product.is_upstream:
+            continue  # bought from Site A after payment; its stock was checked as of the last sync
         reserved = cards_reserve(variant_id=variant.pk, line_id=line.pk, quantity=item.quantity, until=order.expires_at)
         if reserved < item.quantity:
             # Single-use codes ran out under concurrent buyers; reusable codes (taken at payment)
@@ -268,7 +267,7 @@ def _manual_stock_retake(order: Order) -> None:
 def _deliver(order: Order, *, actor=None) -> None:
     """Assign codes to every automatic line; route the rest to staff or to the stock queue."""
     lines = list(order.lines.select_related("variant").order_by("pk"))
-    short, manual = False, False
+    short, manual, upstream = False, False, False
     for line in lines:
         remaining = line.quantity - line.delivered_quantity
         if remaining <= 0:
@@ -282,8 +281,16 @@ def _deliver(order: Order, *, actor=None) -> None:
             line.save(update_fields=["delivered_quantity"])
             _book_cost(order, line, assignments)
         if line.delivered_quantity < line.quantity:
-            short = True
-    if short:
+            if line.delivery_mode == Product.DeliveryMode.UPSTREAM:
+                upstream = True
+            else:
+                short = True
+    if upstream and not short:
+        # Bought from Site A by a task, after this transaction commits: no network I/O in here.
+        if order.status != S.AWAITING_UPSTREAM:
+            _transition(order, S.AWAITING_UPSTREAM, actor=actor, message="buying the codes from Site A")
+        transaction.on_commit(lambda: _buy_upstream(order.pk))
+    elif short:
         _transition(order, S.AWAITING_STOCK, actor=actor, message="paid, but not enough codes in stock")
         transaction.on_commit(lambda: _notify_staff(order.pk, "awaiting_stock"))
     elif manual:
@@ -316,6 +323,12 @@ def _book_cost(order: Order, line: OrderLine, assignments) -> None:
         )
 
 
+def _buy_upstream(order_id: int) -> None:
+    from branch_api.upstream.tasks import upstream_fulfil_task
+
+    upstream_fulfil_task.delay(order_id)
+
+
 def _send_delivery_email(order_id: int) -> None:
     from orders.tasks import order_delivery_email_task
 
@@ -330,9 +343,10 @@ def _notify_staff(order_id: int, reason: str) -> None:
 
 @transaction.atomic
 def order_retry_delivery(*, order_id: int, actor=None) -> Order:
-    """Try again to deliver an order waiting for stock (after an import, or by staff)."""
+    """Try again to deliver an order waiting for stock or for Site A (after an import or an upstream
+    purchase, or by staff)."""
     order = Order.objects.select_for_update().get(pk=order_id)
-    if order.status != S.AWAITING_STOCK:
+    if order.status not in (S.AWAITING_STOCK, S.AWAITING_UPSTREAM):
         raise OrderStateError()
     _deliver(order, actor=actor)
     return order

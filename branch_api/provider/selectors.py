@@ -14,6 +14,7 @@ from branch_api.provider.services import balance_account_code, branch_price_book
 from cardvault.models import CardAssignment, CardReveal
 from cardvault.services import cards_reveal, variant_stock
 from catalog.models import Product, Variant
+from catalog.selectors import variant_units
 from ledger.models import Entry
 from tenants.models import Branch
 
@@ -50,7 +51,7 @@ def _products_payload(terms: BranchTerms, products) -> list[dict]:
         for variant in product.variants.all():
             variant.product = product
             quote = book.quote(variant, category_path=product.category.path)
-            units = variant.manual_stock if product.is_manual else stock.get(variant.pk, 0)
+            units = variant_units(product, variant, stock)
             variants.append(
                 {
                     "id": variant.pk,
