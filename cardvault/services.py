@@ -175,6 +175,7 @@ def import_commit(
     batch.save(update_fields=["imported", "duplicates"])
     if inserted:
         transaction.on_commit(lambda: _retry_waiting_orders(batch.variant_id))
+        _stock_moved([batch.variant_id])
     if inserted and not reusable and unit_cost > 0:
         total = unit_cost * inserted
         ledger_post(
@@ -188,6 +189,13 @@ def import_commit(
             ],
         )
     return batch
+
+
+def _stock_moved(variant_ids) -> None:
+    """Let branches that sell this stock know (Site A only; coalesced, sent after commit)."""
+    from branch_api.provider.webhooks import stock_changed_soon
+
+    stock_changed_soon(variant_ids)
 
 
 def _retry_waiting_orders(variant_id: int) -> None:
@@ -297,14 +305,22 @@ def cards_reserve(*, variant_id: int, line_id: int, quantity: int, until: dateti
             """,
             [variant_id, quantity, until, line_id],
         )
-        return cursor.rowcount
+        reserved = cursor.rowcount
+    if reserved:
+        _stock_moved([variant_id])
+    return reserved
 
 
 def cards_release_for_line(*, line_id: int) -> int:
     """Return a line's reserved codes to stock (order expired or cancelled)."""
-    return Card.objects.filter(reserved_for_id=line_id, status=Card.Status.RESERVED).update(
+    released = Card.objects.filter(reserved_for_id=line_id, status=Card.Status.RESERVED)
+    variant_ids = set(released.values_list("variant_id", flat=True))
+    count = released.update(
         status=Card.Status.AVAILABLE, reserved_until=None, reserved_for=None, status_changed_at=timezone.now()
     )
+    if count:
+        _stock_moved(variant_ids)
+    return count
 
 
 def cards_assign(*, line, quantity: int) -> list[CardAssignment]:
@@ -338,6 +354,8 @@ def cards_assign(*, line, quantity: int) -> list[CardAssignment]:
     if missing:
         assignments.extend(_reusable_assign(line=line, quantity=missing))
     CardAssignment.objects.bulk_create(assignments)
+    if assignments:
+        _stock_moved([line.variant_id])
     return assignments
 
 
@@ -384,6 +402,7 @@ def cards_void(*, card_ids: list[int], actor=None, reason: str = "") -> int:
     for card in cards:
         if not card.reusable:
             by_variant[card.variant_id] = by_variant.get(card.variant_id, Decimal("0")) + card.batch.unit_cost
+    _stock_moved({card.variant_id for card in cards})
     for variant_id, cost in by_variant.items():
         if cost:
             dims = {"variant_id": variant_id}

@@ -122,6 +122,14 @@ class ProductAdmin(ModelAdmin):
     def view_on_site(self, obj: Product):
         return reverse("product", args=[obj.slug])
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # Branches selling this product hear about it (Site A only; sent after commit).
+        from branch_api.provider.webhooks import webhook_emit_price_changed, webhook_emit_product_updated
+
+        webhook_emit_product_updated([form.instance.pk])
+        webhook_emit_price_changed(product_ids=[form.instance.pk])
+
 
 class SpecValueInline(TabularInline):
     model = SpecValue
@@ -239,6 +247,12 @@ class VariantAdmin(ModelAdmin):
         }
         return TemplateResponse(request, "admin/catalog/variant/adjust_prices.html", context)
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        from branch_api.provider.webhooks import webhook_emit_price_changed
+
+        webhook_emit_price_changed(variant_ids=[form.instance.pk])
+
 
 class PriceRuleInline(TabularInline):
     model = PriceRule
@@ -260,3 +274,9 @@ class PriceListAdmin(ModelAdmin):
     @display(description=_("Rules"), ordering="rule_count")
     def rule_count(self, obj: PriceList) -> int:
         return obj.rule_count
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        from branch_api.provider.webhooks import webhook_emit_price_changed
+
+        webhook_emit_price_changed(price_list_id=form.instance.pk)

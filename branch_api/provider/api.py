@@ -16,7 +16,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from branch_api import signing
-from branch_api.provider import errors, selectors, services
+from branch_api.provider import errors, selectors, services, webhooks
 from branch_api.provider.models import ApiAuditLog
 
 SIGNING_DOC = """Every request is signed: see docs/branch-api.md. Headers `X-Cardmesh-Key` (`prefix.secret`),
@@ -307,3 +307,128 @@ def _int(value, default: int, name: str) -> int:
     if number < 1:
         raise errors.Invalid(f"{name} must be a positive integer.", field=name)
     return number
+
+
+# --- Webhook endpoints (branch_api.provider.webhooks) ---------------------------------------------
+
+
+class WebhookEndpointIn(serializers.Serializer):
+    url = serializers.CharField(max_length=500)
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=webhooks.EVENT_TYPES), required=False, default=list
+    )
+
+
+class WebhookEndpointChange(serializers.Serializer):
+    url = serializers.CharField(max_length=500, required=False)
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    events = serializers.ListField(child=serializers.ChoiceField(choices=webhooks.EVENT_TYPES), required=False)
+    is_active = serializers.BooleanField(required=False)
+    rotate_secret = serializers.BooleanField(required=False, default=False)
+
+
+class WebhookEndpoints(BranchApiView):
+    @extend_schema(
+        tags=["branch"],
+        parameters=SIGNED_HEADERS,
+        responses=OpenApiTypes.OBJECT,
+        operation_id="branch_v1_webhook_endpoints_list",
+    )
+    def get(self, request):
+        return Response({"results": webhooks.endpoints_list(request.caller.branch)})
+
+    @extend_schema(
+        tags=["branch"],
+        parameters=[*SIGNED_HEADERS, IDEMPOTENCY_HEADER],
+        request=WebhookEndpointIn,
+        responses={201: OpenApiTypes.OBJECT},
+        description="Creates an endpoint. The answer carries its `whsec_` secret once.",
+    )
+    def post(self, request):
+        data = WebhookEndpointIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        endpoint, secret = webhooks.webhook_endpoint_create(branch=request.caller.branch, **data.validated_data)
+        return Response({"endpoint": webhooks.endpoint_payload(endpoint), "secret": secret}, status=201)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # The secret is shown once: the idempotency record (kept for days) stores the answer without it,
+        # so a replayed create answers "secret": null; PATCH {"rotate_secret": true} issues a new one.
+        data = response.data if isinstance(getattr(response, "data", None), dict) else {}
+        secret = data.get("secret") if response.status_code == 201 else None
+        if secret:
+            data["secret"] = None
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if secret:
+            data["secret"] = secret
+        return response
+
+
+class WebhookEndpointDetail(BranchApiView):
+    @extend_schema(tags=["branch"], parameters=SIGNED_HEADERS, responses=OpenApiTypes.OBJECT)
+    def get(self, request, endpoint_id: str):
+        endpoint = webhooks.webhook_endpoint_get(request.caller.branch, endpoint_id)
+        return Response({"endpoint": webhooks.endpoint_payload(endpoint)})
+
+    @extend_schema(
+        tags=["branch"],
+        parameters=SIGNED_HEADERS,
+        request=WebhookEndpointChange,
+        responses=OpenApiTypes.OBJECT,
+        description="`is_active: true` re-enables a disabled endpoint; `rotate_secret: true` answers a new secret.",
+    )
+    def patch(self, request, endpoint_id: str):
+        endpoint = webhooks.webhook_endpoint_get(request.caller.branch, endpoint_id)
+        data = WebhookEndpointChange(data=request.data)
+        data.is_valid(raise_exception=True)
+        endpoint, secret = webhooks.webhook_endpoint_update(endpoint=endpoint, **data.validated_data)
+        body = {"endpoint": webhooks.endpoint_payload(endpoint)}
+        if secret:
+            body["secret"] = secret
+        return Response(body)
+
+    @extend_schema(tags=["branch"], parameters=SIGNED_HEADERS, responses={204: None})
+    def delete(self, request, endpoint_id: str):
+        endpoint = webhooks.webhook_endpoint_get(request.caller.branch, endpoint_id)
+        webhooks.webhook_endpoint_delete(endpoint=endpoint)
+        return Response(status=204)
+
+
+class WebhookEndpointTest(BranchApiView):
+    @extend_schema(
+        tags=["branch"],
+        parameters=[*SIGNED_HEADERS, IDEMPOTENCY_HEADER],
+        request=None,
+        responses={202: OpenApiTypes.OBJECT},
+        description="Queues a `ping` event to the endpoint; follow it in the endpoint's deliveries.",
+    )
+    def post(self, request, endpoint_id: str):
+        endpoint = webhooks.webhook_endpoint_get(request.caller.branch, endpoint_id)
+        delivery = webhooks.webhook_test(endpoint=endpoint)
+        return Response({"delivery": webhooks.delivery_payload(delivery)}, status=202)
+
+
+class WebhookEndpointDeliveries(BranchApiView):
+    @extend_schema(
+        tags=["branch"],
+        responses=OpenApiTypes.OBJECT,
+        parameters=[*SIGNED_HEADERS, OpenApiParameter("page", OpenApiTypes.INT), OpenApiParameter("status", str)],
+    )
+    def get(self, request, endpoint_id: str):
+        endpoint = webhooks.webhook_endpoint_get(request.caller.branch, endpoint_id)
+        page = _int(request.query_params.get("page"), 1, "page")
+        return Response(webhooks.deliveries_page(endpoint, page=page, status=request.query_params.get("status", "")))
+
+
+class WebhookDeliveryReplay(BranchApiView):
+    @extend_schema(
+        tags=["branch"],
+        parameters=[*SIGNED_HEADERS, IDEMPOTENCY_HEADER],
+        request=None,
+        responses={202: OpenApiTypes.OBJECT},
+        description="Sends the delivery again with the same `webhook-id`; its retry schedule restarts.",
+    )
+    def post(self, request, delivery_id: str):
+        delivery = webhooks.webhook_delivery_get(request.caller.branch, delivery_id)
+        delivery = webhooks.webhook_replay(delivery=delivery)
+        return Response({"delivery": webhooks.delivery_payload(delivery)}, status=202)

@@ -123,3 +123,68 @@ class BranchPurchase(models.Model):
 
     def __str__(self) -> str:
         return f"{self.branch.slug}:{self.reference}"
+
+
+# --- Outbound webhooks (services in branch_api.provider.webhooks) ---------------------------------
+
+
+class WebhookEndpoint(models.Model):
+    """A URL of a branch that Site A sends Standard Webhooks to, signed with its own ``whsec_`` secret."""
+
+    branch = models.ForeignKey(Branch, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(_("URL"), max_length=500)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    # "whsec_<base64 of 24 random bytes>", encrypted (AES-GCM, bound to the branch).
+    secret_encrypted = models.TextField(editable=False)
+    events = models.JSONField(_("events"), default=list, blank=True, help_text=_("Event types; empty: all events."))
+    is_active = models.BooleanField(_("active"), default=True)
+    disabled_at = models.DateTimeField(_("disabled at"), null=True, blank=True)
+    disabled_reason = models.CharField(_("disabled because"), max_length=255, blank=True)
+    # Failed attempts since the last success, and when that run of failures began (auto-disable).
+    consecutive_failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
+    failing_since = models.DateTimeField(_("failing since"), null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.branch.slug}: {self.url}"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint; ``message_id`` is the ``webhook-id`` header, the same on every retry
+    and replay (receivers deduplicate on it)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")  # waiting for its next attempt
+        SUCCEEDED = "succeeded", _("Succeeded")  # a 2xx answer
+        FAILED = "failed", _("Failed")  # stopped early: 410 Gone, or the endpoint was disabled
+        GAVE_UP = "gave_up", _("Gave up")  # every attempt of the retry schedule failed
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    message_id = models.CharField(_("webhook-id"), max_length=40, unique=True)
+    event_type = models.CharField(_("event"), max_length=64)
+    # The whole body sent: {"type", "timestamp", "data"}; identical on every attempt.
+    payload = models.JSONField()
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.PENDING)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(_("last HTTP status"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=255, blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        ordering = ["-created", "-pk"]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], name="webhook_delivery_due", condition=models.Q(status="pending")),
+            models.Index(fields=["endpoint", "-created"], name="webhook_delivery_endpoint"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} {self.event_type} ({self.status})"

@@ -265,6 +265,7 @@ def branch_purchase(
     Returns (purchase, created). A reference the branch already used returns the original purchase
     unchanged. Insufficient balance or stock raises and changes nothing.
     """
+    from branch_api.provider.webhooks import webhook_emit_balance_low, webhook_emit_order_status_changed
     from orders.services import CartItem, order_mark_paid, order_place
 
     existing = BranchPurchase.objects.filter(branch=caller.branch, reference=reference).first()
@@ -306,6 +307,9 @@ def branch_purchase(
                 payment_reference=reference,
                 funding_account=balance_account_code(caller.branch.pk),
             )
+            # Recorded with the purchase, sent after it commits.
+            webhook_emit_order_status_changed(order_id=order.pk)
+            webhook_emit_balance_low(branch=caller.branch, threshold=caller.terms.low_balance_threshold, spent=total)
     except VaultOutOfStock as exc:
         raise errors.OutOfStock(exc.message) from exc
     except InsufficientFunds as exc:
@@ -316,4 +320,4 @@ def branch_purchase(
         if existing is None:
             raise
         return existing, False
-    return purchase, True
+    return BranchPurchase.objects.select_related("order").get(pk=purchase.pk), True

@@ -11,4 +11,19 @@ urlpatterns = [
     path("orders/<str:reference>", api.OrderDetail.as_view(), name="branch-api-order"),
     path("balance", api.Balance.as_view(), name="branch-api-balance"),
     path("statement", api.Statement.as_view(), name="branch-api-statement"),
+    path("webhook-endpoints", api.WebhookEndpoints.as_view(), name="branch-api-webhook-endpoints"),
+    path(
+        "webhook-endpoints/<str:endpoint_id>", api.WebhookEndpointDetail.as_view(), name="branch-api-webhook-endpoint"
+    ),
+    path(
+        "webhook-endpoints/<str:endpoint_id>/test",
+        api.WebhookEndpointTest.as_view(),
+        name="branch-api-webhook-endpoint-test",
+    ),
+    path(
+        "webhook-endpoints/<str:endpoint_id>/deliveries",
+        api.WebhookEndpointDeliveries.as_view(),
+        name="branch-api-webhook-deliveries",
+    ),
+    path("deliveries/<str:delivery_id>/replay", api.WebhookDeliveryReplay.as_view(), name="branch-api-delivery-replay"),
 ]

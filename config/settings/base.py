@@ -258,6 +258,23 @@ CELERY_BEAT_SCHEDULE = {
         "args": ["orders.tasks.orders_expire_task"],
         "kwargs": {"include_platform": True},
     },
+    # Site A's outbound webhooks: retries due beyond the in-broker horizon, and lost attempts.
+    "branch-webhooks-sweep": {
+        "task": "branch_api.provider.tasks.webhook_deliveries_sweep_task",
+        "schedule": 60.0,
+    },
+    # Branches: pull Site A's catalog changes (the backstop to webhooks), and retry the purchases of
+    # paid orders still waiting for Site A (refused for balance or stock, or whose own retry was lost).
+    "upstream-sync": {
+        "task": "core.tasks.branches_dispatch",
+        "schedule": 300.0,
+        "args": ["branch_api.upstream.tasks.upstream_sync_task"],
+    },
+    "upstream-retry-waiting": {
+        "task": "core.tasks.branches_dispatch",
+        "schedule": 120.0,
+        "args": ["branch_api.upstream.tasks.upstream_retry_waiting_task"],
+    },
 }
 # The worker writes a heartbeat key this often; /healthz calls the worker down when it is older
 # than WORKER_HEARTBEAT_TTL.
@@ -280,6 +297,12 @@ BRANCH_UPSTREAM_URL = env_str(
     if PLATFORM_DOMAIN == "localhost"
     else f"{PUBLIC_SCHEME}://{PLATFORM_DOMAIN}",
 )
+
+# Outbound webhooks may target private, loopback or link-local addresses only when this is on (or
+# DEBUG): otherwise a branch could make Site A call its internal services (SSRF).
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
+
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 15)
 
 # --- REST API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

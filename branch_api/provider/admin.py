@@ -1,0 +1,286 @@
+"""Site A admin for the branch network (public schema only)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin
+from unfold.decorators import action, display
+
+from branch_api.provider.models import ApiAuditLog, ApiCredential, BranchPurchase, BranchTerms
+from branch_api.provider.services import (
+    branch_balance_account,
+    branch_top_up,
+    credential_issue,
+    credential_revoke,
+    price_list_for,
+)
+from catalog.models import PriceRule
+from core.admin_site import PublicSchemaOnlyAdmin
+
+
+class TopUpForm(forms.Form):
+    amount = forms.DecimalField(label=_("Amount"), min_value=Decimal("0.01"), max_digits=18, decimal_places=2)
+    reference = forms.CharField(label=_("Reference (e.g. bank transfer id)"), max_length=64)
+
+
+class MarkupForm(forms.Form):
+    percent = forms.DecimalField(
+        label=_("Adjustment on Site A's cost, %"),
+        max_digits=8,
+        decimal_places=2,
+        help_text=_("e.g. 5 = branches pay cost + 5 %. Replaces the list's global rule."),
+    )
+
+
+@admin.register(BranchTerms)
+class BranchTermsAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
+    list_display = ["branch", "mode", "visibility", "price_list", "balance", "low_balance_threshold", "updated"]
+    list_filter = ["mode", "show_everything"]
+    search_fields = ["branch__slug", "branch__name"]
+    filter_horizontal = ["visible_categories", "visible_products"]
+    autocomplete_fields = ["branch"]
+    fields = [
+        "branch",
+        "mode",
+        "price_list",
+        "show_everything",
+        "visible_categories",
+        "visible_products",
+        "low_balance_threshold",
+        "ip_allowlist",
+        "rate_per_minute",
+    ]
+    actions = ["make_everything_visible", "set_global_adjustment"]
+    actions_detail = ["top_up_balance", "issue_credential"]
+    actions_list = ["network_report"]
+
+    @action(description=_("Financial report"), url_path="report")
+    def network_report(self, request):
+        import csv
+        from datetime import timedelta
+
+        from django.http import HttpResponse
+        from django.utils.dateparse import parse_date
+
+        from branch_api.provider.reports import branch_network_report
+
+        today = timezone.localdate()
+        start = parse_date(request.GET.get("start", "")) or today - timedelta(days=30)
+        end = parse_date(request.GET.get("end", "")) or today
+        rows = branch_network_report(start=start, end=end)
+        if request.GET.get("format") == "csv":
+            response = HttpResponse(content_type="text/csv")
+            response["Content-Disposition"] = f'attachment; filename="branches-{start}-{end}.csv"'
+            writer = csv.writer(response)
+            writer.writerow(
+                [
+                    "branch",
+                    "opening_balance",
+                    "top_ups",
+                    "purchases",
+                    "other",
+                    "closing_balance",
+                    "site_a_cost",
+                    "site_a_margin",
+                ]
+            )
+            for r in rows:
+                writer.writerow(
+                    [
+                        r.branch.slug,
+                        r.opening_balance,
+                        r.top_ups,
+                        r.purchases,
+                        r.other,
+                        r.closing_balance,
+                        r.site_a_cost,
+                        r.site_a_margin,
+                    ]
+                )
+            return response
+        return render(
+            request,
+            "admin/branch_provider/report.html",
+            {
+                **self.admin_site.each_context(request),
+                "rows": rows,
+                "start": start,
+                "end": end,
+                "title": _("Branch network report"),
+            },
+        )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("branch", "price_list")
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # Visibility lives in many-to-many tables; touch `updated` so the change feed resends the catalog.
+        BranchTerms.objects.filter(pk=form.instance.pk).update(updated=timezone.now())
+
+    @display(description=_("Visible"))
+    def visibility(self, obj: BranchTerms) -> str:
+        if obj.show_everything:
+            return str(_("everything"))
+        return _("%(c)d categories, %(p)d products") % {
+            "c": obj.visible_categories.count(),
+            "p": obj.visible_products.count(),
+        }
+
+    @display(description=_("Balance"))
+    def balance(self, obj: BranchTerms):
+        return branch_balance_account(obj.branch).natural_balance
+
+    @action(description=_("Make the whole catalog visible"))
+    def make_everything_visible(self, request, queryset):
+        count = queryset.update(show_everything=True, updated=timezone.now())
+        self.message_user(request, _("%(n)d branch(es) now see the whole catalog.") % {"n": count})
+
+    @action(description=_("Set a global cost adjustment (%%)"))
+    def set_global_adjustment(self, request, queryset):
+        form = MarkupForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            with transaction.atomic():
+                for terms in queryset.select_related("branch"):
+                    price_list = price_list_for(terms.branch)
+                    PriceRule.objects.filter(price_list=price_list, scope=PriceRule.Scope.ALL).delete()
+                    PriceRule.objects.create(
+                        price_list=price_list,
+                        scope=PriceRule.Scope.ALL,
+                        mode=PriceRule.Mode.PERCENT_MARKUP,
+                        value=form.cleaned_data["percent"],
+                    )
+            self.message_user(request, _("Adjustment saved for %(n)d branch(es).") % {"n": queryset.count()})
+            return None
+        return render(
+            request,
+            "admin/branch_provider/adjustment.html",
+            {
+                **self.admin_site.each_context(request),
+                "form": form,
+                "queryset": queryset,
+                "title": _("Global cost adjustment"),
+                "action": "set_global_adjustment",
+            },
+        )
+
+    @action(description=_("Top up balance"), url_path="top-up")
+    def top_up_balance(self, request, object_id):
+        terms = BranchTerms.objects.select_related("branch").get(pk=object_id)
+        form = TopUpForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            branch_top_up(
+                branch=terms.branch,
+                amount=data["amount"],
+                reference=data["reference"],
+                idempotency_key=f"admin-top-up:{terms.branch_id}:{data['reference']}",
+            )
+            self.message_user(request, _("Balance topped up by %(a)s.") % {"a": data["amount"]}, messages.SUCCESS)
+            return redirect(reverse("admin:branch_provider_branchterms_change", args=[object_id]))
+        return render(
+            request,
+            "admin/branch_provider/top_up.html",
+            {
+                **self.admin_site.each_context(request),
+                "form": form,
+                "terms": terms,
+                "title": _("Top up %(branch)s") % {"branch": terms.branch.name},
+            },
+        )
+
+    @action(description=_("Issue API credentials"), url_path="issue-credential")
+    def issue_credential(self, request, object_id):
+        terms = BranchTerms.objects.select_related("branch").get(pk=object_id)
+        if request.method != "POST":
+            return render(
+                request,
+                "admin/branch_provider/issue_credential.html",
+                {**self.admin_site.each_context(request), "terms": terms, "title": _("Issue API credentials")},
+            )
+        issued = credential_issue(branch=terms.branch, label=f"issued by {request.user}")
+        return render(
+            request,
+            "admin/branch_provider/issued_credential.html",
+            {
+                **self.admin_site.each_context(request),
+                "terms": terms,
+                "issued": issued,
+                "title": _("New API credentials"),
+            },
+        )
+
+
+@admin.register(ApiCredential)
+class ApiCredentialAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
+    list_display = ["prefix", "branch", "label", "created", "last_used_at", "state"]
+    list_filter = ["revoked_at"]
+    search_fields = ["prefix", "branch__slug"]
+    readonly_fields = ["branch", "prefix", "label", "created", "last_used_at", "revoked_at"]
+    fields = readonly_fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # issued from Branch terms, so the secret can be shown exactly once
+
+    @display(description=_("State"), label={"active": "success", "revoked": "danger"})
+    def state(self, obj):
+        return "revoked" if obj.revoked_at else "active"
+
+    @action(description=_("Revoke selected credentials"))
+    def revoke(self, request, queryset):
+        for credential in queryset:
+            credential_revoke(credential=credential)
+        self.message_user(request, _("Revoked."), messages.SUCCESS)
+
+
+@admin.register(ApiAuditLog)
+class ApiAuditLogAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
+    list_display = ["created", "branch", "method", "path", "status_code", "error_code", "latency_ms", "ip"]
+    list_filter = ["status_code", "error_code", "method"]
+    search_fields = ["path", "key_prefix", "idempotency_key", "branch__slug"]
+    date_hierarchy = "created"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(BranchPurchase)
+class BranchPurchaseAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
+    list_display = ["created", "branch", "reference", "order_link", "total"]
+    list_filter = ["branch"]
+    search_fields = ["reference", "order__number", "branch__slug"]
+    list_select_related = ["branch", "order"]
+
+    @display(description=_("Order"))
+    def order_link(self, obj):
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[obj.order_id]), obj.order.number
+        )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+from branch_api.provider import webhooks_admin  # noqa: E402,F401  (registers the webhook admin)

@@ -1,0 +1,47 @@
+"""Site A's branch-API tasks: webhook delivery. Webhook tables are public-schema only, so each task runs
+in the public schema whatever schema queued it."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+
+@shared_task(ignore_result=True)
+def webhook_deliver_task(delivery_id: int) -> None:
+    """One attempt at a delivery; after a failure it queues the next attempt itself (up to
+    ``ETA_HORIZON`` ahead; later retries are queued by the sweeper when they fall due)."""
+    from branch_api.provider.models import WebhookDelivery
+    from branch_api.provider.webhooks import ETA_HORIZON, ETA_MARGIN, webhook_deliver, webhook_queue
+
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        delivery = webhook_deliver(delivery_id=delivery_id)
+    if delivery is None or delivery.status != WebhookDelivery.Status.PENDING or delivery.next_attempt_at is None:
+        return
+    if delivery.next_attempt_at - timezone.now() <= ETA_HORIZON:
+        webhook_queue(delivery.pk, eta=delivery.next_attempt_at + ETA_MARGIN)
+
+
+@shared_task(ignore_result=True)
+def webhook_deliveries_sweep_task() -> int:
+    """Periodic (beat, every minute): queue pending deliveries that are due and not in flight, and prune
+    old finished ones. Returns how many were queued."""
+    from branch_api.provider.webhooks import webhook_deliveries_due, webhook_deliveries_prune, webhook_queue
+
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        due = webhook_deliveries_due()
+        webhook_deliveries_prune()
+    for delivery_id in due:
+        webhook_queue(delivery_id)
+    return len(due)
+
+
+@shared_task(ignore_result=True)
+def stock_changed_flush_task() -> int:
+    """Send one ``stock.changed`` for every variant whose stock moved in the last few seconds."""
+    from branch_api.provider.webhooks import stock_changed_flush
+
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        return stock_changed_flush()

@@ -1,0 +1,292 @@
+"""Site A's branch API: signing, replay protection, IP allowlist, idempotency, purchases, audit."""
+
+import json
+import time
+from decimal import Decimal
+
+import pytest
+from django_tenants.utils import schema_context
+
+from branch_api.provider.models import ApiAuditLog, BranchPurchase, BranchTerms
+from branch_api.provider.services import balance_account_code, credential_revoke
+from branch_api.provider.tests.conftest import SignedClient, site_a_product, top_up
+from cardvault.models import CardAssignment
+from ledger.models import Account
+from ledger.services import ledger_check
+from tenants.models import Branch
+
+pytestmark = pytest.mark.django_db
+PING = "/api/branch/v1/ping"
+ORDERS = "/api/branch/v1/orders"
+
+
+def _error(response) -> tuple[int, str]:
+    return response.status_code, response.json()["code"]
+
+
+def test_a_correctly_signed_request_is_answered(alpha_api):
+    response = alpha_api.get(PING)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["protocol"] == "1" and body["branch"] == "alpha" and "orders" in body["capabilities"]
+
+
+def test_missing_headers_and_wrong_key_or_secret_are_refused(alpha_api):
+    assert _error(alpha_api.client.get(PING)) == (401, "missing_credentials")
+    prefix = alpha_api.api_key.split(".")[0]
+    wrong_key = SignedClient(f"{prefix}.not-the-secret", alpha_api.signing_secret)
+    assert _error(wrong_key.get(PING)) == (401, "invalid_key")
+    assert _error(SignedClient("nope.nope", alpha_api.signing_secret).get(PING)) == (401, "invalid_key")
+    wrong_secret = SignedClient(alpha_api.api_key, "another-signing-secret")
+    assert _error(wrong_secret.get(PING)) == (401, "bad_signature")
+
+
+@pytest.mark.parametrize("part", ["body", "path", "query", "method"])
+def test_tampering_with_any_signed_part_breaks_the_signature(alpha_api, part):
+    body = json.dumps({"reference": "r1", "items": [{"variant_id": 1, "quantity": 1}]}).encode()
+    headers = alpha_api.headers("POST", ORDERS + "?x=1", body)
+    headers["HTTP_IDEMPOTENCY_KEY"] = "tamper-key-1"
+    url, method, sent = ORDERS + "?x=1", "post", body
+    if part == "body":
+        sent = body.replace(b'"quantity": 1', b'"quantity": 9')
+    elif part == "path":
+        url = "/api/branch/v1/orders/r1?x=1"
+    elif part == "query":
+        url = ORDERS + "?x=2"
+    else:
+        method = "put"
+    response = getattr(alpha_api.client, method)(url, sent, content_type="application/json", **headers)
+    assert _error(response) == (401, "bad_signature")
+
+
+@pytest.mark.parametrize("offset", [-301, 301, -3600])
+def test_timestamps_outside_five_minutes_either_way_are_refused(alpha_api, offset):
+    from branch_api.signing import sign_request
+
+    stamp = int(time.time()) + offset
+    signed = sign_request(
+        api_key=alpha_api.api_key, signing_secret=alpha_api.signing_secret, method="GET", path=PING, timestamp=stamp
+    )
+    response = alpha_api.client.get(PING, **{f"HTTP_{k.upper().replace('-', '_')}": v for k, v in signed.items()})
+    assert _error(response) == (401, "timestamp_skew")
+
+
+def test_a_replayed_nonce_is_refused(alpha_api):
+    headers = alpha_api.headers("GET", PING)
+    assert alpha_api.client.get(PING, **headers).status_code == 200
+    assert _error(alpha_api.client.get(PING, **headers)) == (401, "nonce_reused")
+
+
+def test_a_short_nonce_is_refused(alpha_api):
+    from branch_api.signing import sign_request
+
+    signed = sign_request(
+        api_key=alpha_api.api_key, signing_secret=alpha_api.signing_secret, method="GET", path=PING, nonce="short-nonce"
+    )
+    response = alpha_api.client.get(PING, **{f"HTTP_{k.upper().replace('-', '_')}": v for k, v in signed.items()})
+    assert _error(response) == (401, "invalid_nonce")
+
+
+def test_a_revoked_key_is_refused(alpha_api):
+    from branch_api.provider.models import ApiCredential
+
+    with schema_context("public"):
+        credential_revoke(credential=ApiCredential.objects.get(prefix=alpha_api.api_key.split(".")[0]))
+    assert _error(alpha_api.get(PING)) == (401, "key_revoked")
+
+
+def test_ip_allowlist_with_trusted_proxy(alpha_api):
+    with schema_context("public"):
+        BranchTerms.objects.filter(branch__slug="alpha").update(ip_allowlist="203.0.113.0/24\n2001:db8::/32")
+    outsider = alpha_api.get(PING)
+    assert _error(outsider) == (403, "ip_not_allowed")
+    allowed = alpha_api.client.get(PING, REMOTE_ADDR="203.0.113.7", **alpha_api.headers("GET", PING))
+    assert allowed.status_code == 200
+    # Behind our proxy (127.0.0.1 is trusted) the forwarded client address counts...
+    proxied = alpha_api.client.get(
+        PING, REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9", **alpha_api.headers("GET", PING)
+    )
+    assert proxied.status_code == 200
+    # ...but a client cannot claim an address through a proxy we do not trust.
+    spoofed = alpha_api.client.get(
+        PING, REMOTE_ADDR="198.51.100.4", HTTP_X_FORWARDED_FOR="203.0.113.9", **alpha_api.headers("GET", PING)
+    )
+    assert _error(spoofed) == (403, "ip_not_allowed")
+
+
+def test_a_suspended_branch_is_refused(alpha_api):
+    with schema_context("public"):
+        Branch.objects.filter(slug="alpha").update(status=Branch.Status.SUSPENDED)
+    assert _error(alpha_api.get(PING)) == (403, "branch_suspended")
+
+
+def test_every_call_is_audited_without_secrets(alpha_api):
+    alpha_api.get(PING)
+    alpha_api.client.get(PING)
+    with schema_context("public"):
+        rows = list(
+            ApiAuditLog.objects.order_by("pk").values("branch__slug", "status_code", "error_code", "key_prefix")
+        )
+    assert rows[-2:] == [
+        {"branch__slug": "alpha", "status_code": 200, "error_code": "", "key_prefix": alpha_api.api_key.split(".")[0]},
+        {"branch__slug": None, "status_code": 401, "error_code": "missing_credentials", "key_prefix": ""},
+    ]
+    secret = alpha_api.api_key.split(".")[1]
+    with schema_context("public"):
+        assert not ApiAuditLog.objects.filter(key_prefix__contains=secret).exists()
+
+
+def test_products_show_the_branch_cost_and_only_visible_ones(alpha_api, beta_api):
+    variant = site_a_product(codes=3, cost="10.00", price="12.00")
+    hidden = site_a_product(codes=1, visible_to=())
+    body = alpha_api.get("/api/branch/v1/products").json()
+    ids = [p["id"] for p in body["results"]]
+    assert variant.product_id in ids and hidden.product_id not in ids
+    row = next(p for p in body["results"] if p["id"] == variant.product_id)
+    assert row["variants"][0] == {
+        "id": variant.pk,
+        "sku": variant.sku,
+        "name": variant.name,
+        "cost": "12.00",
+        "stock": 3,
+        "is_active": True,
+    }
+    assert variant.product_id not in [p["id"] for p in beta_api.get("/api/branch/v1/products").json()["results"]]
+    assert _error(alpha_api.get("/api/branch/v1/products?page=0")) == (400, "invalid")
+
+
+def test_branch_price_list_sets_its_cost(alpha_api):
+    from branch_api.provider.services import price_list_for
+    from catalog.models import PriceRule
+
+    variant = site_a_product(cost="10.00", price="12.00")
+    with schema_context("public"):
+        rules = price_list_for(Branch.objects.get(slug="alpha"))
+        PriceRule.objects.create(price_list=rules, scope="all", mode="percent", value=Decimal("5"))
+    rows = alpha_api.get("/api/branch/v1/products").json()["results"]
+    assert next(p for p in rows if p["id"] == variant.product_id)["variants"][0]["cost"] == "10.50"
+
+
+def _buy(api, variant, *, quantity=1, reference="ref-1", key="idem-key-0001", expected=None):
+    payload = {"reference": reference, "items": [{"variant_id": variant.pk, "quantity": quantity}]}
+    if expected is not None:
+        payload["expected_total"] = expected
+    return api.post(ORDERS, payload, idempotency_key=key)
+
+
+def test_a_purchase_debits_the_balance_at_cost_and_returns_codes(alpha_api):
+    variant = site_a_product(codes=3, cost="10.00", price="10.00")
+    top_up("alpha", "25.00")
+    response = _buy(alpha_api, variant, quantity=2, expected="20.00")
+    assert response.status_code == 201, response.json()
+    order = response.json()["order"]
+    assert order["status"] == "delivered" and order["total"] == "20.00"
+    codes = [c["code"] for c in order["items"][0]["codes"]]
+    assert len(set(codes)) == 2 and all(code.startswith("CODE-") for code in codes)
+    with schema_context("public"):
+        account = Account.objects.get(code=balance_account_code(Branch.objects.get(slug="alpha").pk))
+        assert account.natural_balance == Decimal("5.00")
+        assert ledger_check() == []
+    assert alpha_api.get("/api/branch/v1/balance").json()["balance"] == "5.00"
+    again = alpha_api.get(f"{ORDERS}/ref-1").json()["order"]
+    assert [c["code"] for c in again["items"][0]["codes"]] == codes
+
+
+def test_insufficient_balance_or_stock_changes_nothing(alpha_api):
+    variant = site_a_product(codes=2, cost="10.00", price="10.00")
+    top_up("alpha", "15.00")
+    assert _error(_buy(alpha_api, variant, quantity=2, key="idem-key-a")) == (402, "insufficient_balance")
+    top_up("alpha", "100.00")
+    assert _error(_buy(alpha_api, variant, quantity=3, key="idem-key-b", reference="ref-2")) == (409, "out_of_stock")
+    assert _error(_buy(alpha_api, variant, quantity=1, key="idem-key-c", reference="ref-3", expected="1.00")) == (
+        409,
+        "expected_total_mismatch",
+    )
+    with schema_context("public"):
+        assert not BranchPurchase.objects.exists()
+        assert not CardAssignment.objects.exists()
+        account = Account.objects.get(code=balance_account_code(Branch.objects.get(slug="alpha").pk))
+        assert account.natural_balance == Decimal("115.00")
+
+
+def test_a_replayed_post_returns_the_identical_response(alpha_api):
+    variant = site_a_product(codes=3)
+    top_up("alpha", "100.00")
+    first = _buy(alpha_api, variant, key="same-key-123")
+    second = _buy(alpha_api, variant, key="same-key-123")
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json() and second["Idempotent-Replayed"] == "true"
+    with schema_context("public"):
+        assert BranchPurchase.objects.count() == 1
+
+
+def test_the_same_key_with_another_body_is_422(alpha_api):
+    variant = site_a_product(codes=3)
+    top_up("alpha", "100.00")
+    _buy(alpha_api, variant, key="same-key-456")
+    assert _error(_buy(alpha_api, variant, quantity=2, key="same-key-456")) == (422, "idempotency_key_reused")
+
+
+def test_a_post_without_idempotency_key_is_400(alpha_api):
+    variant = site_a_product(codes=1)
+    response = alpha_api.post(
+        ORDERS, {"reference": "x", "items": [{"variant_id": variant.pk, "quantity": 1}]}, idempotency_key=None
+    )
+    assert _error(response) == (400, "idempotency_key_required")
+
+
+def test_a_known_reference_returns_the_original_order_whatever_the_key(alpha_api):
+    variant = site_a_product(codes=3)
+    top_up("alpha", "100.00")
+    first = _buy(alpha_api, variant, reference="line-77", key="key-first-1")
+    again = _buy(alpha_api, variant, reference="line-77", key="key-second-2")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["order"]["number"] == first.json()["order"]["number"]
+
+
+def test_invalid_bodies_get_field_errors(alpha_api):
+    response = alpha_api.post(ORDERS, {"reference": "", "items": []}, idempotency_key="bad-body-1")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid" and set(response.json()["fields"]) >= {"reference", "items"}
+    raw = alpha_api.client.post(
+        ORDERS,
+        b"{not json",
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="bad-body-2",
+        **alpha_api.headers("POST", ORDERS, b"{not json"),
+    )
+    assert _error(raw) == (400, "invalid")
+
+
+def test_an_unknown_or_invisible_variant_is_404(alpha_api):
+    hidden = site_a_product(codes=1, visible_to=())
+    top_up("alpha", "100.00")
+    assert _error(_buy(alpha_api, hidden, key="hidden-1")) == (404, "not_found")
+    assert _error(alpha_api.get(f"{ORDERS}/no-such-ref")) == (404, "not_found")
+
+
+def test_a_branch_cannot_read_another_branchs_order(alpha_api, beta_api):
+    variant = site_a_product(codes=2, visible_to=("alpha", "beta"))
+    top_up("alpha", "100.00")
+    _buy(alpha_api, variant, reference="private-1", key="private-key-1")
+    assert _error(beta_api.get(f"{ORDERS}/private-1")) == (404, "not_found")
+
+
+def test_throttling_per_branch(alpha_api, beta_api):
+    with schema_context("public"):
+        BranchTerms.objects.filter(branch__slug="alpha").update(rate_per_minute=3)
+    assert [alpha_api.get(PING).status_code for _ in range(3)] == [200, 200, 200]
+    response = alpha_api.get(PING)
+    assert _error(response) == (429, "throttled") and int(response["Retry-After"]) >= 1
+    assert beta_api.get(PING).status_code == 200  # another branch is not affected
+
+
+def test_statement_lists_top_ups_and_purchases(alpha_api):
+    variant = site_a_product(codes=2, cost="10.00", price="10.00")
+    top_up("alpha", "30.00")
+    _buy(alpha_api, variant, key="stmt-key-1")
+    rows = alpha_api.get("/api/branch/v1/statement").json()["results"]
+    assert [(r["kind"], r["amount"], r["balance_after"]) for r in rows[-2:]] == [
+        ("top_up", "30.00", "30.00"),
+        ("order_payment", "-10.00", "20.00"),
+    ]
