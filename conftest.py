@@ -77,17 +77,22 @@ def live_db(django_db_setup, django_db_blocker):
         _commerce_truncate()
 
 
-COMMERCE_APPS = ("catalog", "cardvault", "orders", "payments", "ledger", "notifications")
+COMMERCE_APPS = ("catalog", "cardvault", "orders", "payments", "ledger", "notifications", "branch_provider",
+                 "branch_upstream")
+KEEP_TABLES = {"branch_provider_branchterms", "branch_provider_apicredential", "branch_upstream_upstreamconnection"}
 
 
 def _commerce_truncate() -> None:
-    """Empty the commerce tables of the session's shops (committed rows of a live test)."""
+    """Empty the commerce tables of the session's shops (committed rows of a live test); the
+    branch connections made at provisioning stay."""
     from django.apps import apps
 
-    tables = [m._meta.db_table for app in COMMERCE_APPS for m in apps.get_app_config(app).get_models()]
+    tables = {m._meta.db_table for app in COMMERCE_APPS for m in apps.get_app_config(app).get_models()} - KEEP_TABLES
     for schema in ("public", *DEMO):
         with schema_context(schema), connection.cursor() as cursor:
-            cursor.execute("TRUNCATE " + ", ".join(f'"{table}"' for table in tables) + " CASCADE")
+            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", [schema])
+            present = sorted(tables & {row[0] for row in cursor.fetchall()})
+            cursor.execute("TRUNCATE " + ", ".join(f'"{table}"' for table in present) + " CASCADE")
 
 
 @pytest.fixture

@@ -146,6 +146,7 @@ def import_commit(
     max_uses: int | None = None,
     note: str = "",
     actor=None,
+    funding_account: str = "supplier_payable",
 ) -> ImportBatch:
     """Encrypt and store the new codes of ``parsed`` as one batch; duplicates are skipped, not errors.
 
@@ -185,7 +186,7 @@ def import_commit(
             memo=f"{inserted} codes of {variant.sku}",
             lines=[
                 Line("inventory", total, {"variant_id": variant.pk, "product_id": variant.product_id}),
-                Line("supplier_payable", -total, {"variant_id": variant.pk, "product_id": variant.product_id}),
+                Line(funding_account, -total, {"variant_id": variant.pk, "product_id": variant.product_id}),
             ],
         )
     return batch

@@ -3,9 +3,11 @@
 from django.conf import settings
 from django.urls import include, path
 
+from branch_api.upstream import webhook as upstream_webhook
 from config.urls_common import urlpatterns as common
 
 urlpatterns = [
+    path("api/upstream/webhook", upstream_webhook.receive, name="upstream-webhook"),
     *common,
     path("", include("shop.urls")),
 ]

@@ -38,3 +38,23 @@ class PublicSchemaOnlyAdmin:
 
     def has_delete_permission(self, request, obj=None):
         return on_public_schema() and super().has_delete_permission(request, obj)
+
+
+class TenantSchemaOnlyAdmin:
+    """Mixin for ModelAdmins of tenant-only models (the opposite of ``PublicSchemaOnlyAdmin``): their
+    tables do not exist in the public schema, so Site A's admin neither lists nor serves them."""
+
+    def has_module_permission(self, request):
+        return not on_public_schema() and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return not on_public_schema() and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, *args, **kwargs):
+        return not on_public_schema() and super().has_add_permission(request, *args, **kwargs)
+
+    def has_change_permission(self, request, obj=None):
+        return not on_public_schema() and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not on_public_schema() and super().has_delete_permission(request, obj)

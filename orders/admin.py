@@ -24,13 +24,14 @@ from orders.models import Order, OrderEvent, OrderLine
 from orders.services import order_fulfil_manually, order_retry_delivery
 
 S = Order.Status
-QUEUE = (S.MANUAL_FULFILMENT, S.AWAITING_STOCK)
+QUEUE = (S.MANUAL_FULFILMENT, S.AWAITING_STOCK, S.AWAITING_UPSTREAM)
 STATUS_COLOURS = {
     S.PENDING_PAYMENT: "info",
     S.PAID: "info",
     S.DELIVERED: "success",
     S.AWAITING_STOCK: "danger",
     S.MANUAL_FULFILMENT: "warning",
+    S.AWAITING_UPSTREAM: "warning",
     S.EXPIRED: "",
     S.CANCELLED: "",
     S.REFUNDED: "",

@@ -391,7 +391,7 @@ def order_fulfil_manually(*, order_id: int, actor, codes: str = "", note: str = 
     from core.crypto import encrypt
 
     order = Order.objects.select_for_update().get(pk=order_id)
-    if order.status not in (S.MANUAL_FULFILMENT, S.AWAITING_STOCK):
+    if order.status not in (S.MANUAL_FULFILMENT, S.AWAITING_STOCK, S.AWAITING_UPSTREAM):
         raise OrderStateError("Only paid orders waiting for fulfilment can be fulfilled.")
     pasted = [code.strip() for code in codes.splitlines() if code.strip()]
     if not pasted and not note.strip():

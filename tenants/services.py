@@ -268,16 +268,40 @@ def _upstream_ensure(branch: Branch) -> None:
     from branch_api.provider.services import credential_issue, terms_ensure
     from branch_api.upstream.credentials import connection_set_credentials
     from branch_api.upstream.models import UpstreamConnection
+    from branch_api.upstream.webhook import connection_set_webhook_secret
 
     with schema_context(branch.schema_name):
         if UpstreamConnection.objects.exists():
             return
     terms_ensure(branch)
     issued = credential_issue(branch=branch, label="installed at provisioning")
+    secret = _webhook_register(branch)
     with schema_context(branch.schema_name):
         connection = UpstreamConnection(base_url=settings.BRANCH_UPSTREAM_URL, host_header=settings.PLATFORM_DOMAIN)
         connection_set_credentials(connection, api_key=issued.api_key, signing_secret=issued.signing_secret)
+        if secret:
+            connection_set_webhook_secret(connection, secret)
         connection.save()
+
+
+def _webhook_register(branch: Branch) -> str:
+    """Point Site A's webhooks at the branch's own receiver; returns the whsec_ secret ("" if the
+    URL is refused, e.g. a private address in production: the periodic pull still syncs)."""
+    from branch_api.provider.webhooks import webhook_endpoint_create
+    from branch_api.upstream.webhook import WEBHOOK_PATH
+    from core.errors import DomainError
+
+    try:
+        with transaction.atomic():
+            _endpoint, secret = webhook_endpoint_create(
+                branch=branch,
+                url=branch_url(branch_domain(branch.slug), WEBHOOK_PATH),
+                description="this deployment's branch receiver",
+            )
+    except DomainError:
+        logger.warning("webhook endpoint for %s refused; relying on the periodic pull", branch.slug)
+        return ""
+    return secret
 
 
 def branch_suspend(*, branch: Branch, reason: str = "") -> Branch:
