@@ -301,7 +301,14 @@ DEMO_ORDERS = (
 )
 
 SITE_A = ShopDemo(categories=CATEGORIES, products=FULL_CATALOG, orders=DEMO_ORDERS)
-ALPHA = ShopDemo(categories=CATEGORIES, products=FULL_CATALOG, orders=DEMO_ORDERS, markup_category="game-top-ups")
+# alpha sells its own stock of everything but software licences, which it buys from Site A (demo_network).
+ALPHA_OWN = tuple(p for p in FULL_CATALOG if p not in (WINDOWS, OFFICE_MAK, KASPERSKY, NORDVPN))
+ALPHA = ShopDemo(
+    categories=CATEGORIES[:2] + CATEGORIES[3:],
+    products=ALPHA_OWN,
+    orders=tuple(o for o in DEMO_ORDERS if any(o.sku == v.sku for p in ALPHA_OWN for v in p.variants)),
+    markup_category="game-top-ups",
+)
 BETA = ShopDemo(
     categories=(CATEGORIES[0],),
     products=(

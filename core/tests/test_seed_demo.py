@@ -11,13 +11,13 @@ from django_tenants.utils import schema_context
 from conftest import DEMO
 from core.management.commands import seed_demo
 
-pytestmark = pytest.mark.django_db
-
-SEEDED_APPS = ("catalog", "cardvault", "orders", "payments", "ledger")
+SEEDED_APPS = ("catalog", "cardvault", "orders", "payments", "ledger", "branch_upstream")
+TENANT_ONLY = {"branch_upstream"}
 
 
 @pytest.fixture(autouse=True)
-def _session_owners(monkeypatch):
+def _session_owners(monkeypatch, live_db):
+    # Real commits: the demo's branches call Site A through the API, never inside a transaction.
     # The session's branches belong to the test owners; the demo must reuse them, not collide with them.
     branches = [(slug, name, email, password) for slug, (name, email, password) in DEMO.items()]
     monkeypatch.setattr(seed_demo, "DEMO_BRANCHES", branches)
@@ -34,6 +34,8 @@ def _row_counts() -> dict[str, int]:
     for schema in ("public", *DEMO):
         with schema_context(schema):
             for app in SEEDED_APPS:
+                if schema == "public" and app in TENANT_ONLY:
+                    continue
                 for model in apps.get_app_config(app).get_models():
                     counts[f"{schema}.{model._meta.label}"] = model.objects.count()
     return counts
@@ -71,4 +73,42 @@ def test_alpha_has_stocked_variants_and_a_delivered_order():
         assert Order.objects.filter(status=Order.Status.DELIVERED, lines__assignments__isnull=False).exists()
         assert Product.objects.filter(name="腾讯Q币 100").exists()
         assert PriceList.objects.get(is_default=True).rules.filter(scope="category").exists()
+        assert ledger_check() == []
+
+
+def test_the_demo_network_sells_site_a_products_with_each_branch_markup():
+    from decimal import Decimal
+
+    from branch_api.provider.services import branch_balance_account
+    from catalog.models import Product, Variant
+    from catalog.pricing import PriceBook
+    from ledger.services import ledger_check
+    from orders.models import Order
+    from tenants.models import Branch
+
+    _seed()
+    with schema_context("alpha"):
+        copies = Variant.objects.filter(product__delivery_mode=Product.DeliveryMode.UPSTREAM, product__is_active=True)
+        assert (
+            copies.exists()
+            and not copies.exclude(product__category__name__icontains="")
+            .filter(product__upstream_id__isnull=True)
+            .exists()
+        )
+        variant = (
+            Variant.objects.select_related("product__category")
+            .prefetch_related("tiers")
+            .get(pk=copies.order_by("pk").first().pk)
+        )
+        assert PriceBook.default().quote(variant).unit_price == (variant.cost * Decimal("1.5")).quantize(
+            Decimal("0.01")
+        )
+        upstream_orders = Order.objects.filter(status=Order.Status.DELIVERED, lines__delivery_mode="upstream")
+        assert upstream_orders.count() == 2
+        assert ledger_check() == []
+    with schema_context("beta"):
+        assert Order.objects.filter(status=Order.Status.DELIVERED, lines__delivery_mode="upstream").count() == 1
+    with schema_context("public"):
+        alpha = Branch.objects.get(slug="alpha")
+        assert branch_balance_account(alpha).natural_balance < Decimal("500.00")
         assert ledger_check() == []

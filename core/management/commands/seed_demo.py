@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand
 from django_tenants.utils import schema_context
 
 from core.demo import demo_alpha_seed, demo_beta_seed, demo_site_a_seed
+from core.demo_network import demo_network_seed
 from tenants.services import branch_provision, branch_url, platform_tenant_ensure
 
 DEMO_ADMIN = ("admin@cardmesh.local", "cardmesh-admin-demo")
@@ -62,6 +63,7 @@ class Command(BaseCommand):
                     "password": password,
                 }
             )
+        demo_network_seed()
         if options["json"]:
             self.stdout.write(json.dumps(shops))
             return
