@@ -77,8 +77,16 @@ def live_db(django_db_setup, django_db_blocker):
         _commerce_truncate()
 
 
-COMMERCE_APPS = ("catalog", "cardvault", "orders", "payments", "ledger", "notifications", "branch_provider",
-                 "branch_upstream")
+COMMERCE_APPS = (
+    "catalog",
+    "cardvault",
+    "orders",
+    "payments",
+    "ledger",
+    "notifications",
+    "branch_provider",
+    "branch_upstream",
+)
 KEEP_TABLES = {"branch_provider_branchterms", "branch_provider_apicredential", "branch_upstream_upstreamconnection"}
 
 
@@ -126,6 +134,14 @@ def alpha_client() -> Client:
 @pytest.fixture
 def beta_client() -> Client:
     return host_client(f"beta.{settings.PLATFORM_DOMAIN}")
+
+
+@pytest.fixture
+def staff_client(alpha_client):
+    """alpha's owner, logged in to alpha's admin."""
+    email, password = DEMO["alpha"][1], DEMO["alpha"][2]
+    assert alpha_client.post("/accounts/login/", {"login": email, "password": password}).status_code == 302
+    return alpha_client
 
 
 @pytest.fixture(scope="session")

@@ -29,13 +29,6 @@ CARDS_URL = "/admin/cardvault/card/"
 
 
 @pytest.fixture
-def staff_client(alpha_client):
-    email, password = DEMO["alpha"][1], DEMO["alpha"][2]
-    assert alpha_client.post("/accounts/login/", {"login": email, "password": password}).status_code == 302
-    return alpha_client
-
-
-@pytest.fixture
 def variant():
     with schema_context("alpha"):
         category = Category.objects.create(name="Gift cards", slug="gift-cards")

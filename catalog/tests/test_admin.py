@@ -9,18 +9,10 @@ from django_tenants.utils import schema_context
 
 from catalog.models import Category, PriceList, Product, Variant
 from catalog.services import variants_adjust_price
-from conftest import DEMO
 
 pytestmark = pytest.mark.django_db
 
 VARIANTS_URL = "/admin/catalog/variant/"
-
-
-@pytest.fixture
-def staff_client(alpha_client):
-    email, password = DEMO["alpha"][1], DEMO["alpha"][2]
-    assert alpha_client.post("/accounts/login/", {"login": email, "password": password}).status_code == 302
-    return alpha_client
 
 
 @pytest.fixture

@@ -13,19 +13,11 @@ from django_tenants.utils import schema_context
 
 from cardvault.services import codes_parse_text, import_commit
 from catalog.models import Category, Product, Variant
-from conftest import DEMO
 from ledger.models import Account, Entry, Transaction
 from ledger.services import Line, ledger_post
 from orders.services import CartItem, order_mark_paid, order_place
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(alpha_client):
-    email, password = DEMO["alpha"][1], DEMO["alpha"][2]
-    assert alpha_client.post("/accounts/login/", {"login": email, "password": password}).status_code == 302
-    return alpha_client
 
 
 def _post(key: str, amount: str) -> Transaction:

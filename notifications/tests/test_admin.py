@@ -5,20 +5,12 @@ from __future__ import annotations
 import pytest
 from django_tenants.utils import schema_context
 
-from conftest import DEMO
 from notifications.models import EmailLog, MessageTemplate
 from notifications.services import message_render
 
 pytestmark = pytest.mark.django_db
 
 ADD_URL = "/admin/notifications/messagetemplate/add/"
-
-
-@pytest.fixture
-def staff_client(alpha_client):
-    email, password = DEMO["alpha"][1], DEMO["alpha"][2]
-    assert alpha_client.post("/accounts/login/", {"login": email, "password": password}).status_code == 302
-    return alpha_client
 
 
 class _Order:

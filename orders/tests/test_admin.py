@@ -22,13 +22,6 @@ ORDERS_URL = "/admin/orders/order/"
 QUEUE_URL = ORDERS_URL + "queue/"
 
 
-@pytest.fixture
-def staff_client(alpha_client):
-    email, password = DEMO["alpha"][1], DEMO["alpha"][2]
-    assert alpha_client.post("/accounts/login/", {"login": email, "password": password}).status_code == 302
-    return alpha_client
-
-
 def _variant(name: str, *, manual: bool = False, codes: str = "") -> Variant:
     category, _ = Category.objects.get_or_create(slug="games", defaults={"name": "Games"})
     product = Product.objects.create(

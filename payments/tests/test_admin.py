@@ -8,18 +8,10 @@ import pytest
 from django_tenants.utils import schema_context
 
 from catalog.models import Category, Product, Variant
-from conftest import DEMO
 from orders.services import CartItem, order_place
 from payments.models import PaymentAttempt, PaymentCallback
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(alpha_client):
-    email, password = DEMO["alpha"][1], DEMO["alpha"][2]
-    assert alpha_client.post("/accounts/login/", {"login": email, "password": password}).status_code == 302
-    return alpha_client
 
 
 @pytest.fixture
