@@ -23,7 +23,7 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from cardvault.models import Card
-from cardvault.services import cards_assign, cards_release_for_line, cards_reserve, out_of_stock, variant_stock
+from cardvault.services import cards_assign, cards_release_for_line, cards_reserve, out_of_stock
 from catalog.models import Product, Variant
 from catalog.pricing import PriceBook, money
 from catalog.selectors import variant_units
@@ -113,7 +113,8 @@ def order_place(
         .filter(pk__in=[i.variant_id for i in items])
     }
     book = PriceBook.default()
-    stock = variant_stock(variants)
+    # Vault stock of automatic goods is settled by the reservation itself (SKIP LOCKED) below.
+    stock: dict[int, int | None] = {}
     priced = []
     for item in items:
         variant = variants.get(item.variant_id)
@@ -134,7 +135,8 @@ def order_place(
             )
         if item.expected_unit_price is not None and money(item.expected_unit_price) != quote.unit_price:
             raise PriceChanged(field="price")
-        out_of_stock(variant_units(product, variant, stock), item.quantity)
+        if product.delivery_mode != Product.DeliveryMode.AUTOMATIC:
+            out_of_stock(variant_units(product, variant, stock), item.quantity)
         priced.append((item, variant, quote, _clean_checkout_input(product, item.checkout_input)))
 
     order = Order.objects.create(

@@ -271,13 +271,14 @@ def branch_purchase(
     existing = BranchPurchase.objects.filter(branch=caller.branch, reference=reference).first()
     if existing:
         return existing, False
-    visible = set(visible_products(caller.terms).values_list("pk", flat=True))
+    # Only the requested variants, restricted to what the branch may see (a subquery, not a list of
+    # every visible product: the cost must not grow with the catalog).
     variants = (
         Variant.objects.select_related("product__category")
         .prefetch_related("tiers")
-        .filter(pk__in=[i.variant_id for i in items], is_active=True)
+        .filter(pk__in=[i.variant_id for i in items], is_active=True, product__in=visible_products(caller.terms))
     )
-    variants = {v.pk: v for v in variants if v.product_id in visible}
+    variants = {v.pk: v for v in variants}
     if any(item.variant_id not in variants for item in items):
         raise errors.NotFound("Unknown or invisible variant.", field="items")
     book = branch_price_book(caller.terms)
