@@ -1,4 +1,8 @@
-"""`make bench`: start embedded services if needed, then run the benchmarks in a fresh database."""
+"""`make bench`: start embedded services if needed, then run the benchmarks in a fresh database.
+
+``python -m bench.run network`` runs only the branch-network benchmarks (bench/network.py), printing
+their results without writing bench/results.json.
+"""
 
 from __future__ import annotations
 
@@ -30,8 +34,9 @@ def main() -> int:
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "CACHE_KEY_PREFIX": "cardmesh-bench",
     }
+    module = "bench.network" if sys.argv[1:] == ["network"] else "bench.suite"
     try:
-        return subprocess.run([sys.executable, "-m", "bench.suite"], cwd=ROOT, env=env).returncode
+        return subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=env).returncode
     finally:
         stop_redis(redis_process)
         if pg is not None:

@@ -11,9 +11,9 @@
 --   -D clearing=<id> -D revenue=<id> -D cogs=<id> -D inventory=<id>   (ledger account ids)
 \set number random(1, 9000000000000000)
 BEGIN;
-INSERT INTO orders_order (number, status, email, lookup_password, currency, total, payment_provider, created,
-                          expires_at)
-VALUES ('PGB' || :number, 'pending_payment', 'bench@example.test', '', 'USD', :price, '', now(),
+INSERT INTO orders_order (number, source, status, email, lookup_password, currency, total, payment_provider,
+                          created, expires_at)
+VALUES ('PGB' || :number, 'storefront', 'pending_payment', 'bench@example.test', '', 'USD', :price, '', now(),
         now() + interval '15 minutes')
 RETURNING id AS order_id \gset
 INSERT INTO orders_orderline (order_id, variant_id, product_id_snapshot, product_name, variant_name, sku,

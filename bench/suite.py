@@ -9,8 +9,13 @@
    the same number of plaintext rows into the card table.
 5. Category page: requests/s of a category page listing ~30 products vs a trivial view behind the same
    middleware stack.
+6. Branch API purchases: signed ``POST /api/branch/v1/orders`` through Site A's whole stack in-process vs
+   the raw SQL floor of 3 (pgbench), then a check that nothing was oversold or mis-booked.
+7. Catalog sync: ``sync_full`` of 10,000 Site A products into a branch, then ``sync_incremental`` after
+   100 of them changed.
 
-3-5 run in a shop provisioned for the run and dropped afterwards (bench/commerce.py).
+3-5 run in a shop provisioned for the run and dropped afterwards (bench/commerce.py); 6-7 in a branch
+provisioned for the run, with the Site A data they make deleted afterwards (bench/network.py).
 """
 
 from __future__ import annotations
@@ -28,9 +33,13 @@ import psycopg
 RESULTS = Path(__file__).resolve().parent / "results.json"
 PROVISION_RUNS = int(os.environ.get("BENCH_PROVISION_RUNS", "5"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1500"))
+KEEP_DATABASE = os.environ.get("BENCH_KEEP_DATABASE", "") not in ("", "0")
 
 
 def _ensure_database() -> None:
+    """A new, empty bench database for every run (BENCH_KEEP_DATABASE=1 reuses the last one): a database
+    kept from an earlier run may carry schema an edited migration no longer creates, which ``migrate``
+    cannot see (e.g. the ledger's ``account_non_negative`` check before it learnt normal sides)."""
     from config.env import database_from_url
 
     config = database_from_url(os.environ["DATABASE_URL"])
@@ -43,7 +52,10 @@ def _ensure_database() -> None:
         "autocommit": True,
     }
     with psycopg.connect(**{k: v for k, v in params.items() if v is not None}) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]).fetchone():
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]).fetchone()
+        if exists and not KEEP_DATABASE:
+            conn.execute(f'DROP DATABASE "{config["NAME"]}"')
+        if not exists or not KEEP_DATABASE:
             conn.execute(f'CREATE DATABASE "{config["NAME"]}"')
 
 
@@ -155,10 +167,11 @@ def main() -> int:
     platform_tenant_ensure()
     branch_provision(slug="alpha", name="Alpha", owner_email="o@alpha.bench", password="x")
 
-    from bench import commerce
+    from bench import commerce, network
 
     results = {"provisioning": bench_provisioning(), "routing": bench_routing()}
     results.update(commerce.bench_all(requests_per_second=_requests_per_second))
+    results.update(network.bench_all(results))
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     p, r = results["provisioning"], results["routing"]
     print(
@@ -174,6 +187,7 @@ def main() -> int:
         f"{r['cached_vs_database_lookup_speedup']}x"
     )
     commerce.print_results(results)
+    network.print_results(results)
     print(f"written to {RESULTS}")
     return 0
 
