@@ -260,10 +260,25 @@ def order_mark_paid(
 
 
 def _manual_stock_retake(order: Order) -> None:
-    """A paid-after-expiry order gave its manual stock back on expiry; take it again if still there."""
+    """A paid-after-expiry order gave its manual stock back; take it again. If others bought it
+    meanwhile, the counter stops at zero and staff see why (the order is theirs to fulfil anyway)."""
     for line in order.lines.filter(delivery_mode=Product.DeliveryMode.MANUAL).select_related("variant"):
-        if line.variant.manual_stock is not None:
-            Variant.objects.filter(pk=line.variant_id).update(manual_stock=F("manual_stock") - line.quantity)
+        if line.variant.manual_stock is None:
+            continue
+        taken = Variant.objects.filter(pk=line.variant_id, manual_stock__gte=line.quantity).update(
+            manual_stock=F("manual_stock") - line.quantity
+        )
+        if not taken:
+            Variant.objects.filter(pk=line.variant_id).update(manual_stock=0)
+            _event(order, order.status, message=f"paid late: manual stock of {line.sku} ran out meanwhile")
+
+
+def _lines_release(order: Order) -> None:
+    """Give an unpaid order's stock back: reserved codes and counted manual stock."""
+    for line in order.lines.select_related("variant"):
+        cards_release_for_line(line_id=line.pk)
+        if line.delivery_mode == Product.DeliveryMode.MANUAL and line.variant.manual_stock is not None:
+            Variant.objects.filter(pk=line.variant_id).update(manual_stock=F("manual_stock") + line.quantity)
 
 
 def _deliver(order: Order, *, actor=None) -> None:
@@ -360,10 +375,7 @@ def order_expire(*, order_id: int) -> bool:
     order = Order.objects.select_for_update(skip_locked=True).filter(pk=order_id).first()
     if order is None or order.status != S.PENDING_PAYMENT or order.expires_at > timezone.now():
         return False
-    for line in order.lines.select_related("variant"):
-        cards_release_for_line(line_id=line.pk)
-        if line.delivery_mode == Product.DeliveryMode.MANUAL and line.variant.manual_stock is not None:
-            Variant.objects.filter(pk=line.variant_id).update(manual_stock=F("manual_stock") + line.quantity)
+    _lines_release(order)
     _transition(order, S.EXPIRED, message="payment not received in time")
     return True
 
@@ -379,8 +391,7 @@ def order_cancel(*, order_id: int, actor=None, reason: str = "") -> Order:
     order = Order.objects.select_for_update().get(pk=order_id)
     if order.status != S.PENDING_PAYMENT:
         raise OrderStateError("Only unpaid orders can be cancelled.")
-    for line in order.lines.all():
-        cards_release_for_line(line_id=line.pk)
+    _lines_release(order)
     _transition(order, S.CANCELLED, actor=actor, message=reason or "cancelled")
     return order
 

@@ -19,6 +19,7 @@ from branch_api import signing
 from branch_api.provider import errors
 from branch_api.provider.models import ApiCredential, BranchPurchase, BranchTerms, IdempotencyRecord
 from cardvault.errors import OutOfStock as VaultOutOfStock
+from cardvault.models import Card
 from catalog.models import Category, PriceList, Product, Variant
 from catalog.pricing import PriceBook, money
 from core.crypto import decrypt, encrypt
@@ -279,6 +280,11 @@ def branch_purchase(
         .filter(pk__in=[i.variant_id for i in items], is_active=True, product__in=visible_products(caller.terms))
     )
     variants = {v.pk: v for v in variants}
+    if Card.objects.filter(variant_id__in=variants, reusable=True).exists():
+        # A shared code sold to a branch twice would be the same code twice in its vault (deduplicated
+        # by digest), leaving the second customer without a code: not resold until branches hold
+        # reusable codes themselves.
+        raise errors.NotResellable()
     if any(item.variant_id not in variants for item in items):
         raise errors.NotFound("Unknown or invisible variant.", field="items")
     book = branch_price_book(caller.terms)

@@ -247,3 +247,36 @@ def _callback(notification):
     from payments.services import payment_callback_handle
 
     return payment_callback_handle(provider_code="sandbox", data=notification)
+
+
+def test_a_late_payment_after_the_manual_stock_was_sold_still_settles(django_capture_on_commit_callbacks):
+    from tests.commerce import sandbox_notification
+
+    with schema_context("alpha"):
+        variant = product_with_codes(codes=0, delivery_mode="manual")
+        variant.manual_stock = 1
+        variant.save()
+        late = place(variant, 1)
+        notification = sandbox_notification(late)
+        Order.objects.filter(pk=late.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+        orders_expire_due()
+        with django_capture_on_commit_callbacks(execute=False):
+            pay(place(variant, 1))  # someone else buys the unit the expiry gave back
+            assert _callback(notification) == (True, "ok")
+        late.refresh_from_db()
+        variant.refresh_from_db()
+        assert late.status == S.MANUAL_FULFILMENT and variant.manual_stock == 0
+        assert late.events.filter(message__contains="ran out meanwhile").exists()
+
+
+def test_cancelling_gives_manual_stock_back():
+    with schema_context("alpha"):
+        variant = product_with_codes(codes=0, delivery_mode="manual")
+        variant.manual_stock = 2
+        variant.save()
+        order = place(variant, 2)
+        variant.refresh_from_db()
+        assert variant.manual_stock == 0
+        order_cancel(order_id=order.pk)
+        variant.refresh_from_db()
+        assert variant.manual_stock == 2

@@ -290,3 +290,15 @@ def test_statement_lists_top_ups_and_purchases(alpha_api):
         ("top_up", "30.00", "30.00"),
         ("order_payment", "-10.00", "20.00"),
     ]
+
+
+def test_shared_reusable_codes_are_not_resold_to_branches(alpha_api):
+    from tests.commerce import product_with_codes
+
+    with schema_context("public"):
+        from branch_api.provider.services import terms_ensure
+
+        variant = product_with_codes(codes=1, reusable=True, max_uses=10)
+        terms_ensure(Branch.objects.get(slug="alpha")).visible_products.add(variant.product)
+    top_up("alpha", "100.00")
+    assert _error(_buy(alpha_api, variant, key="shared-1")) == (409, "not_resellable")
