@@ -464,7 +464,18 @@ def webhook_emit_balance_low(*, branch: Branch, threshold: Decimal, spent: Decim
     if not (after < threshold <= after + spent):
         return []
     data = {"currency": account.currency, "balance": str(after), "low_balance_threshold": str(threshold)}
+    if branch.owner_email:
+        # The owner hears about it too, whether or not the branch listens to webhooks.
+        transaction.on_commit(lambda: _balance_low_mail(branch.pk, data))
     return webhook_emit(branch=branch, event_type=BALANCE_LOW, data=data)
+
+
+def _balance_low_mail(branch_id: int, data: dict) -> None:
+    from notifications.services import email_send
+
+    branch = Branch.objects.get(pk=branch_id)
+    email_send(key="balance_low", to=branch.owner_email, context={"branch": branch, **data},
+               reference=f"balance-low:{branch.slug}")
 
 
 # --- Delivering -----------------------------------------------------------------------------------

@@ -302,3 +302,17 @@ def test_shared_reusable_codes_are_not_resold_to_branches(alpha_api):
         terms_ensure(Branch.objects.get(slug="alpha")).visible_products.add(variant.product)
     top_up("alpha", "100.00")
     assert _error(_buy(alpha_api, variant, key="shared-1")) == (409, "not_resellable")
+
+
+def test_crossing_the_low_balance_threshold_emails_the_owner_once(alpha_api, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    variant = site_a_product(codes=3, cost="10.00", price="10.00")
+    top_up("alpha", "65.00")  # threshold 50: the second purchase crosses it
+    with django_capture_on_commit_callbacks(execute=True):
+        _buy(alpha_api, variant, reference="low-1", key="low-key-1")
+        _buy(alpha_api, variant, reference="low-2", key="low-key-2")
+        _buy(alpha_api, variant, reference="low-3", key="low-key-3")
+    alerts = [m for m in mail.outbox if "balance" in m.subject]
+    assert len(alerts) == 1
+    assert alerts[0].to == ["owner@alpha.test"] and "45.00" in alerts[0].body
