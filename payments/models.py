@@ -14,7 +14,16 @@ class PaymentAttempt(models.Model):
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
 
-    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="payment_attempts")
+    class Purpose(models.TextChoices):
+        ORDER = "order", _("Order")
+        BRANCH_TOP_UP = "branch_top_up", _("Branch balance top-up")
+
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.ORDER)
+    order = models.ForeignKey(
+        "orders.Order", null=True, blank=True, on_delete=models.PROTECT, related_name="payment_attempts"
+    )
+    # For purposes other than an order: the id of what is being paid (e.g. a BalanceTopUp on Site A).
+    subject_id = models.BigIntegerField(null=True, blank=True)
     provider = models.CharField(max_length=32)
     token = models.CharField(max_length=64, unique=True)  # our reference sent to the gateway
     amount = models.DecimalField(**MONEY)
@@ -31,6 +40,11 @@ class PaymentAttempt(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["provider", "external_id"], condition=~models.Q(external_id=""), name="payment_external_once"
+            ),
+            models.CheckConstraint(
+                name="payment_has_subject",
+                condition=models.Q(purpose="order", order__isnull=False)
+                | models.Q(~models.Q(purpose="order"), subject_id__isnull=False),
             ),
         ]
 

@@ -30,6 +30,22 @@ def payment_start(*, order: Order, provider_code: str, request=None) -> tuple[Pa
     return attempt, provider.start_url(attempt=attempt, request=request)
 
 
+def payment_start_for(
+    *, purpose: str, subject_id: int, amount, currency: str, provider_code: str, request=None
+) -> tuple[PaymentAttempt, str]:
+    """Open a payment attempt for something other than an order (e.g. a branch balance top-up)."""
+    provider = get_provider(provider_code)
+    attempt = PaymentAttempt.objects.create(
+        purpose=purpose,
+        subject_id=subject_id,
+        provider=provider_code,
+        token=secrets.token_urlsafe(24),
+        amount=amount,
+        currency=currency,
+    )
+    return attempt, provider.start_url(attempt=attempt, request=request)
+
+
 def payment_callback_handle(*, provider_code: str, data: dict, remote_ip: str | None = None) -> tuple[bool, str]:
     """Verify and apply one notification. Returns (accepted, reason code). Never raises for bad input.
 
@@ -85,6 +101,16 @@ def _apply_success(attempt: PaymentAttempt, parsed: CallbackData) -> None:
             attempt.save(update_fields=["status", "external_id", "succeeded_at"])
     except IntegrityError:
         raise CallbackRejected("trade number already used", code="duplicate_trade_no") from None
+    if attempt.purpose == PaymentAttempt.Purpose.BRANCH_TOP_UP:
+        from branch_api.provider.services import top_up_mark_paid
+
+        top_up_mark_paid(
+            top_up_id=attempt.subject_id,
+            amount=parsed.amount,
+            currency=parsed.currency,
+            payment_reference=f"{attempt.provider}:{parsed.external_id}",
+        )
+        return
     order_mark_paid(
         order_id=attempt.order_id,
         amount=parsed.amount,

@@ -37,10 +37,22 @@ def callback(request, provider: str):
 def sandbox_gateway(request, token: str):
     """The sandbox gateway's hosted page: shows what is being paid, with Pay and Decline buttons."""
     attempt = get_object_or_404(PaymentAttempt.objects.select_related("order"), token=token, provider="sandbox")
+    top_up = _top_up_of(attempt)
     if request.method == "POST":
         succeeded = request.POST.get("action") == "pay"
         notification = SandboxProvider().notification(attempt=attempt, succeeded=succeeded)
         # A real gateway calls our callback URL server-to-server; the sandbox does the same in-process.
         payment_callback_handle(provider_code="sandbox", data=notification, remote_ip=_client_ip(request))
+        if top_up is not None:
+            return redirect(top_up.return_url or "sandbox-gateway", **({} if top_up.return_url else {"token": token}))
         return redirect("order-detail", number=attempt.order.number)
-    return render(request, "payments/sandbox_gateway.html", {"attempt": attempt, "order": attempt.order})
+    context = {"attempt": attempt, "order": attempt.order, "top_up": top_up}
+    return render(request, "payments/sandbox_gateway.html", context)
+
+
+def _top_up_of(attempt: PaymentAttempt):
+    if attempt.purpose != PaymentAttempt.Purpose.BRANCH_TOP_UP:
+        return None
+    from branch_api.provider.models import BalanceTopUp
+
+    return BalanceTopUp.objects.select_related("branch").filter(pk=attempt.subject_id).first()

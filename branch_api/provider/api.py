@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from decimal import Decimal
 
+from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -432,3 +434,39 @@ class WebhookDeliveryReplay(BranchApiView):
         delivery = webhooks.webhook_delivery_get(request.caller.branch, delivery_id)
         delivery = webhooks.webhook_replay(delivery=delivery)
         return Response({"delivery": webhooks.delivery_payload(delivery)}, status=202)
+
+
+class TopUpIn(serializers.Serializer):
+    amount = serializers.DecimalField(max_digits=18, decimal_places=2, min_value=Decimal("0.01"))
+    return_url = serializers.URLField(required=False, allow_blank=True, max_length=500)
+
+
+class TopUps(BranchApiView):
+    @extend_schema(
+        tags=["branch"],
+        parameters=[*SIGNED_HEADERS, IDEMPOTENCY_HEADER],
+        request=TopUpIn,
+        responses={201: OpenApiTypes.OBJECT},
+        description="Start a balance top-up paid on Site A's payment page: send the branch owner's "
+        "browser to `pay_url`; the balance is credited when the payment is confirmed.",
+    )
+    def post(self, request):
+        data = TopUpIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        top_up, path = services.top_up_start(
+            branch=request.caller.branch,
+            amount=data.validated_data["amount"],
+            return_url=data.validated_data.get("return_url", ""),
+        )
+        from tenants.services import branch_url
+
+        return Response(
+            {
+                "id": top_up.pk,
+                "amount": str(top_up.amount),
+                "currency": top_up.currency,
+                "status": top_up.status,
+                "pay_url": branch_url(settings.PLATFORM_DOMAIN, path),
+            },
+            status=201,
+        )

@@ -188,3 +188,27 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} {self.event_type} ({self.status})"
+
+
+class BalanceTopUp(models.Model):
+    """A branch paying money into its balance through one of Site A's payment channels."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Waiting for payment")
+        PAID = "paid", _("Paid")
+
+    branch = models.ForeignKey(Branch, on_delete=models.PROTECT, related_name="top_ups")
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    return_url = models.URLField(max_length=500, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("balance top-up")
+        verbose_name_plural = _("balance top-ups")
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.branch.slug} +{self.amount} {self.currency} ({self.status})"

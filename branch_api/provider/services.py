@@ -17,7 +17,13 @@ from django.utils import timezone
 
 from branch_api import signing
 from branch_api.provider import errors
-from branch_api.provider.models import ApiCredential, BranchPurchase, BranchTerms, IdempotencyRecord
+from branch_api.provider.models import (
+    ApiCredential,
+    BalanceTopUp,
+    BranchPurchase,
+    BranchTerms,
+    IdempotencyRecord,
+)
 from cardvault.errors import OutOfStock as VaultOutOfStock
 from cardvault.models import Card
 from catalog.models import Category, PriceList, Product, Variant
@@ -91,6 +97,63 @@ def branch_top_up(*, branch: Branch, amount: Decimal, reference: str, idempotenc
         lines=[Line("payment_clearing", money(amount)), Line(balance_account_code(branch.pk), -money(amount))],
     )
     return Account.objects.get(code=balance_account_code(branch.pk))
+
+
+def top_up_start(
+    *, branch: Branch, amount: Decimal, return_url: str = "", provider_code: str = "sandbox", request=None
+) -> tuple[BalanceTopUp, str]:
+    """A top-up the branch owner pays through Site A's payment page; returns it and the page's path."""
+    from payments.models import PaymentAttempt
+    from payments.services import payment_start_for
+
+    amount = money(amount)
+    if amount <= 0 or amount > Decimal("100000"):
+        raise errors.Invalid("amount must be between 0.01 and 100000.", field="amount")
+    top_up = BalanceTopUp.objects.create(
+        branch=branch, amount=amount, currency=settings.PLATFORM_CURRENCY, return_url=_own_url(branch, return_url)
+    )
+    _attempt, url = payment_start_for(
+        purpose=PaymentAttempt.Purpose.BRANCH_TOP_UP,
+        subject_id=top_up.pk,
+        amount=amount,
+        currency=top_up.currency,
+        provider_code=provider_code,
+        request=request,
+    )
+    return top_up, url
+
+
+def _own_url(branch: Branch, url: str) -> str:
+    """Only a URL on one of the branch's own domains may be the page Site A sends the owner back to."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return ""
+    host = (urlsplit(url).hostname or "").lower()
+    if urlsplit(url).scheme not in ("http", "https") or not branch.domains.filter(domain=host).exists():
+        raise errors.Invalid("return_url must be on the branch's own domain.", field="return_url")
+    return url
+
+
+@transaction.atomic
+def top_up_mark_paid(*, top_up_id: int, amount: Decimal, currency: str, payment_reference: str) -> BalanceTopUp:
+    """Credit a paid top-up once (a repeated confirmation changes nothing)."""
+    top_up = BalanceTopUp.objects.select_for_update().select_related("branch").get(pk=top_up_id)
+    if top_up.status == BalanceTopUp.Status.PAID:
+        return top_up
+    if money(amount) != top_up.amount or currency != top_up.currency:
+        from orders.errors import OrderStateError
+
+        raise OrderStateError("The paid amount does not match the top-up.", code="amount_mismatch")
+    branch_top_up(
+        branch=top_up.branch,
+        amount=top_up.amount,
+        reference=payment_reference[:64],
+        idempotency_key=f"top-up:{top_up.pk}",
+    )
+    top_up.status, top_up.paid_at = BalanceTopUp.Status.PAID, timezone.now()
+    top_up.save(update_fields=["status", "paid_at"])
+    return top_up
 
 
 # --- Authentication -------------------------------------------------------------------------------

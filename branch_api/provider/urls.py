@@ -10,6 +10,7 @@ urlpatterns = [
     path("orders", api.Orders.as_view(), name="branch-api-orders"),
     path("orders/<str:reference>", api.OrderDetail.as_view(), name="branch-api-order"),
     path("balance", api.Balance.as_view(), name="branch-api-balance"),
+    path("top-ups", api.TopUps.as_view(), name="branch-api-top-ups"),
     path("statement", api.Statement.as_view(), name="branch-api-statement"),
     path("webhook-endpoints", api.WebhookEndpoints.as_view(), name="branch-api-webhook-endpoints"),
     path(

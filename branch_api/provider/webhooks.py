@@ -474,8 +474,12 @@ def _balance_low_mail(branch_id: int, data: dict) -> None:
     from notifications.services import email_send
 
     branch = Branch.objects.get(pk=branch_id)
-    email_send(key="balance_low", to=branch.owner_email, context={"branch": branch, **data},
-               reference=f"balance-low:{branch.slug}")
+    email_send(
+        key="balance_low",
+        to=branch.owner_email,
+        context={"branch": branch, **data},
+        reference=f"balance-low:{branch.slug}",
+    )
 
 
 # --- Delivering -----------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from branch_api.upstream.services import (
     connection_balance,
     connection_ping,
     connection_save,
+    connection_top_up_start,
     purchase_retry_now,
     remote_catalog_page,
     selection_add,
@@ -202,7 +203,24 @@ class UpstreamConnectionAdmin(TenantSchemaOnlyAdmin, ModelAdmin):
                 ("balance", connection_balance, self._balance),
             ]
         ]
-        return operations + super().get_urls()
+        top_up = path(
+            "<path:object_id>/top-up/",
+            self.admin_site.admin_view(require_POST(self._top_up)),
+            name="branch_upstream_upstreamconnection_top-up",
+        )
+        return [*operations, top_up, *super().get_urls()]
+
+    def _top_up(self, request, object_id):
+        """Send the owner to Site A's payment page; Site A sends them back here once paid."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        back = request.build_absolute_uri(reverse("admin:branch_upstream_upstreamconnection_change", args=[object_id]))
+        try:
+            pay_url = connection_top_up_start(amount=request.POST.get("amount", ""), return_url=back)
+        except (DomainError, ArithmeticError, ValueError) as exc:
+            messages.error(request, getattr(exc, "message", None) or _("Enter an amount between 0.01 and 100,000."))
+            return HttpResponseRedirect(back)
+        return HttpResponseRedirect(pay_url)
 
     def _operation(self, function, success):
         def view(request, object_id):

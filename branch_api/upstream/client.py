@@ -72,6 +72,10 @@ class UpstreamClient:
             body["expected_total"] = str(expected_total)
         return self.request("POST", "orders", body=body, idempotency_key=idempotency_key)
 
+    def top_up_create(self, *, amount: Decimal, return_url: str, idempotency_key: str) -> ApiAnswer:
+        body = {"amount": str(amount), "return_url": return_url}
+        return self.request("POST", "top-ups", body=body, idempotency_key=idempotency_key)
+
     def order_get(self, *, reference: str) -> dict:
         return self.get(f"orders/{reference}")
 

@@ -51,3 +51,8 @@ class SelectionInvalid(DomainError):
 class MarkupInvalid(DomainError):
     code = "markup_invalid"
     default_message = "Choose a markup between 0 and 1000 percent."
+
+
+class TopUpInvalid(DomainError):
+    code = "top_up_invalid"
+    default_message = "Enter an amount between 0.01 and 100,000."

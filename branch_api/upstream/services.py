@@ -22,7 +22,13 @@ from django.utils.dateparse import parse_datetime
 
 from branch_api.upstream.client import UpstreamClient
 from branch_api.upstream.credentials import connection_credentials, connection_set_credentials
-from branch_api.upstream.errors import MarkupInvalid, SelectionInvalid, UpstreamError, UpstreamUnavailable
+from branch_api.upstream.errors import (
+    MarkupInvalid,
+    SelectionInvalid,
+    TopUpInvalid,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from branch_api.upstream.models import UpstreamConnection, UpstreamPurchase, UpstreamSelection
 from branch_api.upstream.selectors import connection_get, markup_rule_get, upstream_orders_due
 from branch_api.upstream.sync import SyncResult, sync_full, sync_incremental
@@ -128,6 +134,20 @@ def connection_ping() -> PingResult:
         last_ping_at=received,
     )
     return result
+
+
+def connection_top_up_start(*, amount: Decimal, return_url: str) -> str:
+    """Ask Site A for a page where the owner pays ``amount`` into the shop's balance; returns its URL."""
+    import secrets
+
+    amount = Decimal(str(amount)).quantize(Decimal("0.01"))
+    if not Decimal("0.01") <= amount <= Decimal("100000"):
+        raise TopUpInvalid(field="amount")
+    connection = connection_get()
+    answer = UpstreamClient(connection).top_up_create(
+        amount=amount, return_url=return_url, idempotency_key=f"top-up-{secrets.token_urlsafe(12)}"
+    )
+    return answer.data["pay_url"]
 
 
 def connection_balance() -> Decimal:

@@ -316,3 +316,24 @@ def test_crossing_the_low_balance_threshold_emails_the_owner_once(alpha_api, dja
     alerts = [m for m in mail.outbox if "balance" in m.subject]
     assert len(alerts) == 1
     assert alerts[0].to == ["owner@alpha.test"] and "45.00" in alerts[0].body
+
+
+def test_a_top_up_may_only_return_to_the_branchs_own_domain(alpha_api):
+    ok = alpha_api.post(
+        "/api/branch/v1/top-ups",
+        {"amount": "10.00", "return_url": "http://alpha.localhost/admin/"},
+        idempotency_key="top-up-ok-1",
+    )
+    assert ok.status_code == 201 and ok.json()["pay_url"].startswith("http://localhost/pay/sandbox/")
+    evil = alpha_api.post(
+        "/api/branch/v1/top-ups",
+        {"amount": "10.00", "return_url": "https://evil.example/steal"},
+        idempotency_key="top-up-evil-1",
+    )
+    assert _error(evil) == (400, "invalid")
+    other_branch = alpha_api.post(
+        "/api/branch/v1/top-ups",
+        {"amount": "10.00", "return_url": "http://beta.localhost/"},
+        idempotency_key="top-up-beta-1",
+    )
+    assert _error(other_branch) == (400, "invalid")
