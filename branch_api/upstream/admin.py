@@ -170,7 +170,8 @@ class UpstreamConnectionAdmin(TenantSchemaOnlyAdmin, ModelAdmin):
         },
     )
     def status_display(self, obj: UpstreamConnection):
-        return obj.status, obj.get_status_display()
+        # A plain value: unfold renders a (value, label) pair raw on a change page's read-only field.
+        return obj.status
 
     @display(description=_("Balance at Site A"))
     def balance_display(self, obj: UpstreamConnection) -> str:
