@@ -2,7 +2,7 @@
 
 Unlike ``branch_api/upstream/tests`` (Site A served in-process through ``httpx.WSGITransport``), this
 test starts Site A and the branch as two gunicorn processes, each its own OS process with its own
-Django, database connections and URL routing, on two free ports of 127.0.0.1, against this session's
+Django, database connections and URL routing, on two free ports of 127.0.0.1, against the test run's
 TEST database (the same DATABASE_URL, REDIS_URL, SECRET_KEY, encryption keys and code pepper as this
 process). Everything the branch and Site A say to each other crosses a real TCP socket:
 
@@ -65,7 +65,7 @@ def _free_port() -> int:
 
 
 def _test_database_url() -> str:
-    """This session's test database as a DATABASE_URL (``config.env.database_from_url`` reads it back)."""
+    """The test run's database as a DATABASE_URL (``config.env.database_from_url`` reads it back)."""
     db = connection.settings_dict
     assert db["NAME"].startswith("test_"), "the server processes must use the test database"
     auth = ""
