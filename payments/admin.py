@@ -1,13 +1,74 @@
-"""Payments admin: attempts and inbound callbacks, read-only (they are the audit trail of the gateways)."""
+"""Payments admin: channels (per shop; secrets are write-only), attempts and inbound callbacks (read-only:
+they are the audit trail of the gateways)."""
 
+from django import forms
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.decorators import display
+from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminSelectWidget
 
-from payments.models import PaymentAttempt, PaymentCallback
+from payments.channels import payment_channel_save
+from payments.models import PaymentAttempt, PaymentCallback, PaymentChannel
+from payments.providers import PROVIDERS
+
+
+class PaymentChannelForm(forms.ModelForm):
+    provider = forms.ChoiceField(label=_("Provider"), widget=UnfoldAdminSelectWidget)
+    secret = forms.CharField(
+        label=_("Key / secret"),
+        required=False,
+        strip=True,
+        widget=UnfoldAdminPasswordWidget(render_value=False, attrs={"autocomplete": "off"}),
+        help_text=_("Stored encrypted and never shown again. Leave empty to keep the stored secret."),
+    )
+
+    class Meta:
+        model = PaymentChannel
+        fields = ["provider", "name", "is_enabled", "sort_order", "config"]
+        help_texts = {
+            "config": _('Non-secret settings, e.g. {"gateway_url": "https://pay.example.com/", "pid": "1001"}.'),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].choices = [(code, provider.label) for code, provider in PROVIDERS.items()]
+        if self.instance.pk is not None:
+            self.fields["provider"].disabled = True  # the stored secret is bound to the provider code
+        elif not self.instance.secret_encrypted:
+            self.fields["secret"].required = True
+
+    def clean_config(self):
+        config = self.cleaned_data.get("config") or {}
+        if not isinstance(config, dict):
+            raise forms.ValidationError(_("Settings must be a JSON object."))
+        return config
+
+
+@admin.register(PaymentChannel)
+class PaymentChannelAdmin(ModelAdmin):
+    form = PaymentChannelForm
+    list_display = ["name", "provider", "is_enabled", "sort_order", "secret_stored", "updated"]
+    fields = ["provider", "name", "is_enabled", "sort_order", "config", "secret", "secret_stored"]
+    readonly_fields = ["secret_stored"]
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        payment_channel_save(
+            channel=obj,
+            provider=data["provider"] if not change else obj.provider,
+            name=data["name"],
+            is_enabled=data.get("is_enabled", False),
+            sort_order=data.get("sort_order") or 0,
+            config=data.get("config") or {},
+            secret=data.get("secret", ""),
+        )
+
+    @display(description=_("Secret"), boolean=True)
+    def secret_stored(self, obj: PaymentChannel) -> bool:
+        return bool(obj.secret_encrypted)
 
 
 class ReadOnlyAdmin(ModelAdmin):

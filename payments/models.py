@@ -68,3 +68,29 @@ class PaymentCallback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} callback ({'accepted' if self.accepted else self.error_code})"
+
+
+class PaymentChannel(models.Model):
+    """A shop's configuration of one provider: non-secret settings in ``config``, the secret encrypted.
+
+    One row per provider per schema. The secret is read and written only through
+    ``payments.channels`` and is never shown back in the admin.
+    """
+
+    provider = models.CharField(_("provider"), max_length=32, unique=True)
+    name = models.CharField(_("display name"), max_length=80)
+    is_enabled = models.BooleanField(_("enabled"), default=True)
+    sort_order = models.PositiveSmallIntegerField(_("sort order"), default=0)
+    # e.g. {"gateway_url": "https://pay.example.com/", "pid": "1001", "pay_type": "alipay"}
+    config = models.JSONField(_("settings"), default=dict, blank=True)
+    secret_encrypted = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("payment channel")
+        verbose_name_plural = _("payment channels")
+        ordering = ["sort_order", "pk"]
+
+    def __str__(self) -> str:
+        return self.name or self.provider

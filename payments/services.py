@@ -15,8 +15,13 @@ from payments.models import PaymentAttempt, PaymentCallback
 from payments.providers import CallbackData, get_provider
 
 
+@transaction.atomic
 def payment_start(*, order: Order, provider_code: str, request=None) -> tuple[PaymentAttempt, str]:
-    """Open a payment attempt for an unpaid order; returns it and the URL to send the customer to."""
+    """Open a payment attempt for an unpaid order; returns it and the URL to send the customer to.
+
+    Atomic: a provider that cannot start (e.g. its channel is disabled) leaves no attempt behind.
+    ``start_url`` must not do network I/O.
+    """
     provider = get_provider(provider_code)
     if order.status != Order.Status.PENDING_PAYMENT or order.expires_at <= timezone.now():
         raise OrderNotPayable()
@@ -30,6 +35,7 @@ def payment_start(*, order: Order, provider_code: str, request=None) -> tuple[Pa
     return attempt, provider.start_url(attempt=attempt, request=request)
 
 
+@transaction.atomic
 def payment_start_for(
     *, purpose: str, subject_id: int, amount, currency: str, provider_code: str, request=None
 ) -> tuple[PaymentAttempt, str]:

@@ -1,7 +1,7 @@
-from django.http import Http404
+from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 
 from payments.errors import ProviderUnavailable
 from payments.models import PaymentAttempt
@@ -15,14 +15,22 @@ def _client_ip(request) -> str | None:
 
 
 @csrf_exempt
-@require_POST
+@require_http_methods(["GET", "POST"])
 def callback(request, provider: str):
-    """Server-to-server notifications from a gateway. Signed by the gateway, so no CSRF token."""
+    """Server-to-server notifications from a gateway. Signed by the gateway, so no CSRF token.
+
+    POST, or GET for gateways that notify that way (epay: ``callback_via_get``).
+    """
     try:
         gateway = get_provider(provider)
     except ProviderUnavailable:
         raise Http404("unknown payment provider") from None
-    data = request.POST.dict() if request.POST else {}
+    if request.method == "GET":
+        if not getattr(gateway, "callback_via_get", False):
+            return HttpResponseNotAllowed(["POST"])
+        data = request.GET.dict()
+    else:
+        data = request.POST.dict() if request.POST else {}
     if not data and request.body:
         import json
 

@@ -21,6 +21,9 @@ class BuyForm(forms.Form):
 
     def __init__(self, *args, user=None, card: ProductCard | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        from payments.selectors import checkout_channels
+
+        self.fields["payment"].choices = checkout_channels()
         self.user = user
         self.card = card
         if user is not None and user.is_authenticated:

@@ -287,6 +287,9 @@ ORDER_PAYMENT_MINUTES = env_int("ORDER_PAYMENT_MINUTES", 15)
 # Guest order lookups per IP.
 ORDER_LOOKUP_RATE = env_str("ORDER_LOOKUP_RATE", "10/m")
 
+# The offline sandbox gateway at checkout (the demo and the tests use it; turn it off in production).
+PAYMENTS_SANDBOX_ENABLED = env_bool("PAYMENTS_SANDBOX_ENABLED", True)
+
 # --- Branch API ---------------------------------------------------------------------------------
 # Proxies whose X-Forwarded-For hop is trusted when deciding a caller's IP (CIDRs).
 BRANCH_API_TRUSTED_PROXIES = env_list("BRANCH_API_TRUSTED_PROXIES", ["127.0.0.1/32", "::1/128"])

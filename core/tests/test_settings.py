@@ -75,3 +75,10 @@ def test_bad_boolean_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("SOME_FLAG", "maybe")
     with pytest.raises(EnvError, match="SOME_FLAG must be a boolean"):
         env_bool("SOME_FLAG", False)
+
+
+@pytest.mark.django_db
+def test_every_model_change_has_its_migration():
+    from django.core.management import call_command
+
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)  # exits non-zero on a missing one

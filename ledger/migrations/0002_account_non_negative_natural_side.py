@@ -16,10 +16,13 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="account",
             constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("may_go_negative", True),
+                    models.Q(("balance__gte", 0), ("kind__in", ["asset", "expense"])),
+                    models.Q(("balance__lte", 0), ("kind__in", ["liability", "equity", "revenue"])),
+                    _connector="OR",
+                ),
                 name="account_non_negative",
-                condition=models.Q(("may_go_negative", True))
-                | models.Q(("kind__in", ["asset", "expense"]), ("balance__gte", 0))
-                | models.Q(("kind__in", ["liability", "equity", "revenue"]), ("balance__lte", 0)),
             ),
         ),
     ]

@@ -51,6 +51,7 @@ def get_provider(code: str) -> PaymentProvider:
         raise ProviderUnavailable() from None
 
 
+from payments.providers.epay import EpayProvider  # noqa: E402
 from payments.providers.sandbox import SandboxProvider  # noqa: E402
 
-PROVIDERS: dict[str, PaymentProvider] = {"sandbox": SandboxProvider()}
+PROVIDERS: dict[str, PaymentProvider] = {"sandbox": SandboxProvider(), "epay": EpayProvider()}

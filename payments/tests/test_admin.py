@@ -46,3 +46,36 @@ def test_payment_attempts_and_callbacks_are_listed_read_only(staff_client, attem
     with schema_context("alpha"):
         attempt.refresh_from_db()
     assert (attempt.status, attempt.amount) == (PaymentAttempt.Status.CREATED, Decimal("5.00"))
+
+
+def test_payment_channel_secret_is_write_only_and_kept_when_left_empty(staff_client):
+    from payments.channels import channel_secret
+    from payments.models import PaymentChannel
+
+    form = {
+        "provider": "epay",
+        "name": "Alipay",
+        "is_enabled": "on",
+        "sort_order": "1",
+        "config": '{"gateway_url": "https://pay.example.test/", "pid": "1001"}',
+        "secret": "first-secret-value",
+    }
+    assert staff_client.post("/admin/payments/paymentchannel/add/", form).status_code == 302
+    with schema_context("alpha"):
+        channel = PaymentChannel.objects.get()
+        assert channel_secret(channel) == "first-secret-value"
+        assert "first-secret-value" not in channel.secret_encrypted
+    change = f"/admin/payments/paymentchannel/{channel.pk}/change/"
+    page = staff_client.get(change)
+    assert page.status_code == 200 and "first-secret-value" not in page.content.decode()
+
+    edited = {**form, "name": "Alipay (epay)", "secret": "", "provider": "sandbox"}
+    assert staff_client.post(change, edited).status_code == 302
+    with schema_context("alpha"):
+        channel.refresh_from_db()
+        assert (channel.name, channel.provider) == ("Alipay (epay)", "epay")  # provider is fixed once created
+        assert channel_secret(channel) == "first-secret-value"
+    assert staff_client.post(change, {**form, "secret": "second-secret"}).status_code == 302
+    with schema_context("alpha"):
+        channel.refresh_from_db()
+        assert channel_secret(channel) == "second-secret"

@@ -1,0 +1,59 @@
+"""Reading and writing payment channels (the only place that decrypts a channel's secret)."""
+
+from __future__ import annotations
+
+from cryptography.exceptions import InvalidTag
+
+from core.crypto import decrypt, encrypt
+from payments.models import PaymentChannel
+
+
+def _aad(channel: PaymentChannel) -> str:
+    # Bound to the provider code, not the pk: it is known before the first save and unique per schema.
+    return f"payment-channel|{channel.provider}"
+
+
+def channel_secret(channel: PaymentChannel) -> str:
+    """The channel's decrypted secret; empty when none is stored."""
+    if not channel.secret_encrypted:
+        return ""
+    return decrypt(channel.secret_encrypted, aad=_aad(channel))
+
+
+def channel_set_secret(channel: PaymentChannel, *, secret: str) -> None:
+    channel.secret_encrypted = encrypt(secret, aad=_aad(channel)) if secret else ""
+
+
+def payment_channel_get(provider_code: str, *, enabled_only: bool = False) -> PaymentChannel | None:
+    """The current shop's channel for ``provider_code`` (None when not configured)."""
+    channels = PaymentChannel.objects.filter(provider=provider_code)
+    if enabled_only:
+        channels = channels.filter(is_enabled=True)
+    return channels.first()
+
+
+def payment_channel_save(
+    *,
+    channel: PaymentChannel,
+    provider: str,
+    name: str,
+    is_enabled: bool = True,
+    sort_order: int = 0,
+    config: dict | None = None,
+    secret: str = "",
+) -> PaymentChannel:
+    """Create or update a channel. An empty ``secret`` keeps the stored one (unless the provider changed)."""
+    stored = ""
+    if channel.pk is not None:
+        try:
+            stored = channel_secret(PaymentChannel.objects.get(pk=channel.pk))
+        except (ValueError, InvalidTag):  # encrypted with a key that was rotated away: must be pasted again
+            stored = ""
+    channel.provider = provider
+    channel.name = name
+    channel.is_enabled = is_enabled
+    channel.sort_order = sort_order
+    channel.config = config or {}
+    channel_set_secret(channel, secret=secret.strip() or stored)
+    channel.save()
+    return channel
