@@ -89,7 +89,6 @@ def _branch_side_ensure(slug: str, sold_category: str, markup: Decimal) -> None:
 
 
 def _upstream_orders_ensure(slug: str) -> None:
-    from branch_api.upstream.services import upstream_fulfil
     from catalog.models import Product, Variant
     from orders.models import Order
     from orders.services import CartItem, order_place
@@ -117,4 +116,19 @@ def _upstream_orders_ensure(slug: str) -> None:
             )
             attempt, _url = payment_start(order=order, provider_code="sandbox")
             payment_callback_handle(provider_code="sandbox", data=SandboxProvider().notification(attempt=attempt))
-            upstream_fulfil(order_id=order.pk)
+            _fulfil_until_delivered(order.pk)
+
+
+def _fulfil_until_delivered(order_id: int, *, seconds: float = 15) -> None:
+    """Buy the order's codes from Site A now. A worker that picked up the task the payment queued may
+    be doing the same at this moment (Site A then answers "in flight"): wait for it to land."""
+    import time
+
+    from branch_api.upstream.services import FulfilOutcome, upstream_fulfil
+    from orders.models import Order
+
+    deadline = time.monotonic() + seconds
+    while upstream_fulfil(order_id=order_id) != FulfilOutcome.DELIVERED and time.monotonic() < deadline:
+        if Order.objects.filter(pk=order_id, status=Order.Status.DELIVERED).exists():
+            return
+        time.sleep(0.3)

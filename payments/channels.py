@@ -20,6 +20,19 @@ def channel_secret(channel: PaymentChannel) -> str:
     return decrypt(channel.secret_encrypted, aad=_aad(channel))
 
 
+def channel_secret_fields(channel: PaymentChannel) -> dict[str, str]:
+    """The channel's secret read as a JSON object of strings (e.g. Stripe's two keys); {} when not one."""
+    import json
+
+    try:
+        fields = json.loads(channel_secret(channel) or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(fields, dict):
+        return {}
+    return {str(name): str(value) for name, value in fields.items() if isinstance(value, str)}
+
+
 def channel_set_secret(channel: PaymentChannel, *, secret: str) -> None:
     channel.secret_encrypted = encrypt(secret, aad=_aad(channel)) if secret else ""
 

@@ -17,6 +17,7 @@ class PaymentAttempt(models.Model):
     class Purpose(models.TextChoices):
         ORDER = "order", _("Order")
         BRANCH_TOP_UP = "branch_top_up", _("Branch balance top-up")
+        WALLET_TOP_UP = "wallet_top_up", _("Customer wallet top-up")  # subject_id: the customer (user) id
 
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.ORDER)
     order = models.ForeignKey(

@@ -15,41 +15,39 @@ from payments.models import PaymentAttempt, PaymentCallback
 from payments.providers import CallbackData, get_provider
 
 
-@transaction.atomic
 def payment_start(*, order: Order, provider_code: str, request=None) -> tuple[PaymentAttempt, str]:
-    """Open a payment attempt for an unpaid order; returns it and the URL to send the customer to.
-
-    Atomic: a provider that cannot start (e.g. its channel is disabled) leaves no attempt behind.
-    ``start_url`` must not do network I/O.
-    """
-    provider = get_provider(provider_code)
+    """Open a payment attempt for an unpaid order; returns it and the URL to send the customer to."""
     if order.status != Order.Status.PENDING_PAYMENT or order.expires_at <= timezone.now():
         raise OrderNotPayable()
-    attempt = PaymentAttempt.objects.create(
-        order=order,
-        provider=provider_code,
-        token=secrets.token_urlsafe(24),
-        amount=order.total,
-        currency=order.currency,
+    return _attempt_open(
+        provider_code=provider_code,
+        request=request,
+        fields={"order": order, "amount": order.total, "currency": order.currency},
     )
-    return attempt, provider.start_url(attempt=attempt, request=request)
 
 
-@transaction.atomic
 def payment_start_for(
     *, purpose: str, subject_id: int, amount, currency: str, provider_code: str, request=None
 ) -> tuple[PaymentAttempt, str]:
     """Open a payment attempt for something other than an order (e.g. a branch balance top-up)."""
-    provider = get_provider(provider_code)
-    attempt = PaymentAttempt.objects.create(
-        purpose=purpose,
-        subject_id=subject_id,
-        provider=provider_code,
-        token=secrets.token_urlsafe(24),
-        amount=amount,
-        currency=currency,
+    return _attempt_open(
+        provider_code=provider_code,
+        request=request,
+        fields={"purpose": purpose, "subject_id": subject_id, "amount": amount, "currency": currency},
     )
-    return attempt, provider.start_url(attempt=attempt, request=request)
+
+
+def _attempt_open(*, provider_code: str, request, fields: dict) -> tuple[PaymentAttempt, str]:
+    """Record the attempt, then ask the provider where to pay. The provider may call its gateway
+    (Stripe creates a Checkout Session), so that happens outside any transaction of ours; if it fails,
+    the attempt is marked failed and the error goes up."""
+    provider = get_provider(provider_code)
+    attempt = PaymentAttempt.objects.create(provider=provider_code, token=secrets.token_urlsafe(24), **fields)
+    try:
+        return attempt, provider.start_url(attempt=attempt, request=request)
+    except Exception:
+        PaymentAttempt.objects.filter(pk=attempt.pk).update(status=PaymentAttempt.Status.FAILED)
+        raise
 
 
 def payment_callback_handle(*, provider_code: str, data: dict, remote_ip: str | None = None) -> tuple[bool, str]:
@@ -112,6 +110,16 @@ def _apply_success(attempt: PaymentAttempt, parsed: CallbackData) -> None:
 
         top_up_mark_paid(
             top_up_id=attempt.subject_id,
+            amount=parsed.amount,
+            currency=parsed.currency,
+            payment_reference=f"{attempt.provider}:{parsed.external_id}",
+        )
+        return
+    if attempt.purpose == PaymentAttempt.Purpose.WALLET_TOP_UP:
+        from payments.wallet import wallet_top_up_apply
+
+        wallet_top_up_apply(
+            attempt=attempt,
             amount=parsed.amount,
             currency=parsed.currency,
             payment_reference=f"{attempt.provider}:{parsed.external_id}",

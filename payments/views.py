@@ -19,7 +19,8 @@ def _client_ip(request) -> str | None:
 def callback(request, provider: str):
     """Server-to-server notifications from a gateway. Signed by the gateway, so no CSRF token.
 
-    POST, or GET for gateways that notify that way (epay: ``callback_via_get``).
+    POST, or GET for gateways that notify that way (epay: ``callback_via_get``). A ``callback_raw``
+    provider (Stripe) verifies the raw body and headers, packed by its ``raw_callback_data``.
     """
     try:
         gateway = get_provider(provider)
@@ -29,6 +30,8 @@ def callback(request, provider: str):
         if not getattr(gateway, "callback_via_get", False):
             return HttpResponseNotAllowed(["POST"])
         data = request.GET.dict()
+    elif getattr(gateway, "callback_raw", False):
+        data = gateway.raw_callback_data(body=request.body, headers=request.headers)
     else:
         data = request.POST.dict() if request.POST else {}
     if not data and request.body:
@@ -38,7 +41,9 @@ def callback(request, provider: str):
             data = json.loads(request.body)
         except ValueError:
             data = {}
-    accepted, _reason = payment_callback_handle(provider_code=provider, data=data, remote_ip=_client_ip(request))
+    accepted, reason = payment_callback_handle(provider_code=provider, data=data, remote_ip=_client_ip(request))
+    # Some rejections must still be acknowledged so the gateway stops retrying (nothing was applied).
+    accepted = accepted or reason in getattr(gateway, "acknowledged_reasons", ())
     return gateway.callback_response(accepted=accepted)
 
 
@@ -59,6 +64,14 @@ def sandbox_gateway(request, token: str):
 
 
 def _top_up_of(attempt: PaymentAttempt):
+    if attempt.purpose == PaymentAttempt.Purpose.WALLET_TOP_UP:
+        # Shown like a branch top-up ("Top up the balance of …") and sent back to the wallet page.
+        from types import SimpleNamespace
+
+        from django.urls import reverse
+        from django.utils.translation import gettext as _
+
+        return SimpleNamespace(branch=SimpleNamespace(name=_("your wallet")), return_url=reverse("wallet"))
     if attempt.purpose != PaymentAttempt.Purpose.BRANCH_TOP_UP:
         return None
     from branch_api.provider.models import BalanceTopUp

@@ -10,6 +10,7 @@ urlpatterns = [
     path("search/", views.search, name="search"),
     path("orders/lookup/", views.order_lookup, name="order-lookup"),
     path("orders/mine/", views.my_orders, name="my-orders"),
+    path("account/wallet/", views.wallet, name="wallet"),
     path("orders/<str:number>/", views.order_detail, name="order-detail"),
     path("orders/<str:number>/status", views.order_status, name="order-status"),
     path("orders/<str:number>/codes.txt", views.order_codes_txt, name="order-codes-txt"),

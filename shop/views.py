@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -16,10 +17,14 @@ from cardvault.models import CardReveal
 from catalog.models import Category
 from catalog.selectors import category_products, category_tree, featured_products, product_detail, product_search
 from core.errors import DomainError
+from ledger.services import shop_currency
 from orders.models import Order
 from orders.selectors import order_authorize_session, order_delivered_codes, order_viewer_may_see_codes
 from orders.services import CartItem, order_check_lookup, order_place
+from payments.selectors import checkout_channels
 from payments.services import payment_start
+from payments.wallet import PROVIDER_CODE as WALLET
+from payments.wallet import wallet_balance, wallet_movements, wallet_pay, wallet_top_up_start
 from shop.forms import BuyForm, OrderLookupForm
 from shop.selectors import product_buy_box
 
@@ -42,6 +47,14 @@ def _product_page(request, card, form: BuyForm, *, status: int = 200):
     return render(request, "shop/product.html", context, status=status)
 
 
+def _buy_form(request, card, data=None) -> BuyForm:
+    """The buy form, also offering the customer's wallet when it covers the cheapest purchase."""
+    form = BuyForm(data, user=request.user, card=card)
+    cheapest = card.from_price * card.product.min_quantity if card.from_price is not None else None
+    form.fields["payment"].choices = checkout_channels(user=request.user, amount=cheapest)
+    return form
+
+
 def home(request):
     """The storefront home of the current schema (Site A's own shop or a branch)."""
     return render(request, "shop/home.html", {"categories": category_tree(), "products": featured_products()})
@@ -57,7 +70,7 @@ def product(request, slug: str):
     card = product_detail(slug)
     if card is None:
         raise Http404("no such product")
-    return _product_page(request, card, BuyForm(user=request.user, card=card))
+    return _product_page(request, card, _buy_form(request, card))
 
 
 @require_POST
@@ -66,27 +79,33 @@ def buy(request, slug: str):
     card = product_detail(slug)
     if card is None:
         raise Http404("no such product")
-    form = BuyForm(request.POST, user=request.user, card=card)
+    form = _buy_form(request, card, request.POST)
     if form.is_valid():
         data = form.cleaned_data
         checkout_input = {
             spec["name"]: request.POST.get(f"input_{spec['name']}", "") for spec in card.product.checkout_fields or []
         }
+        place = dict(
+            items=[
+                CartItem(
+                    variant_id=data["variant"],
+                    quantity=data["quantity"],
+                    expected_unit_price=data["expected_price"],
+                    checkout_input=checkout_input,
+                )
+            ],
+            email=data["email"],
+            lookup_password=data["lookup_password"],
+            customer=request.user,
+            client_ip=_ip(request),
+        )
         try:
-            order = order_place(
-                items=[
-                    CartItem(
-                        variant_id=data["variant"],
-                        quantity=data["quantity"],
-                        expected_unit_price=data["expected_price"],
-                        checkout_input=checkout_input,
-                    )
-                ],
-                email=data["email"],
-                lookup_password=data["lookup_password"],
-                customer=request.user,
-                client_ip=_ip(request),
-            )
+            if data["payment"] == WALLET:
+                with transaction.atomic():  # not enough in the wallet: no order is left behind either
+                    order = wallet_pay(order=order_place(**place), user=request.user)
+                order_authorize_session(request, order)
+                return redirect("order-detail", number=order.number)
+            order = order_place(**place)
             order_authorize_session(request, order)
             _attempt, url = payment_start(order=order, provider_code=data["payment"], request=request)
             return redirect(url)
@@ -194,6 +213,31 @@ def order_lookup(request):
 def my_orders(request):
     orders = Order.objects.filter(customer=request.user).prefetch_related("lines").order_by("-created")[:100]
     return render(request, "shop/my_orders.html", {"orders": orders})
+
+
+@login_required
+def wallet(request):
+    """The customer's wallet: balance, movements and a top-up paid through the sandbox/gateway."""
+    if request.method == "POST":
+        try:
+            # Paid through the shop's first payment channel (a wallet cannot top itself up).
+            channels = [code for code, _label in checkout_channels() if code != "balance"]
+            if not channels:
+                messages.error(request, _("This shop cannot take payments at the moment."))
+                return redirect("wallet")
+            _attempt, url = wallet_top_up_start(
+                user=request.user, amount=request.POST.get("amount", ""), provider_code=channels[0], request=request
+            )
+            return redirect(url)
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return redirect("wallet")
+    context = {
+        "balance": wallet_balance(request.user),
+        "currency": shop_currency(),
+        "movements": wallet_movements(request.user),
+    }
+    return render(request, "shop/wallet.html", context)
 
 
 def search(request):

@@ -53,5 +53,7 @@ def get_provider(code: str) -> PaymentProvider:
 
 from payments.providers.epay import EpayProvider  # noqa: E402
 from payments.providers.sandbox import SandboxProvider  # noqa: E402
+from payments.providers.stripe_provider import StripeProvider  # noqa: E402
 
 PROVIDERS: dict[str, PaymentProvider] = {"sandbox": SandboxProvider(), "epay": EpayProvider()}
+PROVIDERS["stripe"] = StripeProvider()

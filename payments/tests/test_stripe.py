@@ -1,0 +1,258 @@
+"""Stripe Checkout: a session per attempt on the shop's own API base; a webhook delivers only when signed.
+
+The Stripe API is a real HTTP server on 127.0.0.1 answering ``POST /v1/checkout/sessions``; webhooks are
+signed with the library's own helper, exactly as Stripe signs them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+import pytest
+import stripe
+from django_tenants.utils import schema_context
+
+from conftest import host_client
+from core.urls import shop_base_url
+from orders.models import Order
+from payments.channels import payment_channel_save
+from payments.models import PaymentAttempt, PaymentCallback, PaymentChannel
+from payments.services import payment_start
+from tests.commerce import place, product_with_codes
+
+SECRET_KEY = "sk_test_" + "s" * 24
+WEBHOOK_SECRET = "whsec_" + "w" * 32
+CALLBACK = "/payments/callback/stripe/"
+
+
+class FakeStripe:
+    """``POST /v1/checkout/sessions`` answers a session; every request is recorded."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                form = dict(parse_qsl(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()))
+                api.requests.append({"path": self.path, "headers": dict(self.headers), "form": form})
+                if self.path != "/v1/checkout/sessions":
+                    status, answer = 404, {"error": {"type": "invalid_request_error", "message": "no such path"}}
+                else:
+                    session_id = f"cs_test_{len(api.requests)}"
+                    status, answer = (
+                        200,
+                        {
+                            "id": session_id,
+                            "object": "checkout.session",
+                            "url": f"https://checkout.stripe.test/c/pay/{session_id}",
+                            "amount_total": int(form["line_items[0][price_data][unit_amount]"]),
+                            "currency": form["line_items[0][price_data][currency]"],
+                            "client_reference_id": form.get("client_reference_id"),
+                            "payment_status": "unpaid",
+                        },
+                    )
+                body = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+@pytest.fixture
+def api():
+    fake = FakeStripe()
+    fake.thread.start()
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+def _configure(api_url: str, schema: str = "alpha") -> PaymentChannel:
+    with schema_context(schema):
+        return payment_channel_save(
+            channel=PaymentChannel(),
+            provider="stripe",
+            name="Card / Alipay / WeChat Pay",
+            config={"api_base": api_url, "payment_method_types": ["card", "alipay", "wechat_pay"]},
+            secret=json.dumps({"secret_key": SECRET_KEY, "webhook_secret": WEBHOOK_SECRET}),
+        )
+
+
+def _start(schema: str = "alpha") -> tuple[Order, PaymentAttempt, str]:
+    with schema_context(schema):
+        order = place(product_with_codes(codes=3), 1)
+        attempt, url = payment_start(order=order, provider_code="stripe")
+        return order, attempt, url
+
+
+def _event(attempt: PaymentAttempt, *, event_id: str = "evt_1", type_: str = "checkout.session.completed", **session):
+    obj = {
+        "id": attempt.external_id,
+        "object": "checkout.session",
+        "client_reference_id": attempt.token,
+        "metadata": {"token": attempt.token},
+        "amount_total": int(attempt.amount * 100),
+        "currency": attempt.currency.lower(),
+        "payment_status": "paid",
+        **session,
+    }
+    return json.dumps({"id": event_id, "object": "event", "type": type_, "livemode": False, "data": {"object": obj}})
+
+
+def _send(payload: str, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None, header: str | None = None):
+    if header is None:
+        header = stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp=timestamp)
+    return host_client("alpha.localhost").post(
+        CALLBACK, data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+
+
+def _assert_unchanged(order: Order, attempt: PaymentAttempt) -> None:
+    with schema_context("alpha"):
+        order.refresh_from_db()
+        stored = PaymentAttempt.objects.get(pk=attempt.pk)
+    assert order.status == Order.Status.PENDING_PAYMENT and order.paid_at is None
+    assert stored.status == PaymentAttempt.Status.CREATED
+
+
+@pytest.mark.django_db
+def test_start_creates_a_checkout_session_on_the_shops_api_base(api):
+    _configure(api.url)
+    order, attempt, url = _start()
+    [request] = api.requests
+    form = request["form"]
+    assert request["path"] == "/v1/checkout/sessions"
+    assert request["headers"]["Authorization"] == f"Bearer {SECRET_KEY}"
+    assert request["headers"]["Idempotency-Key"] == f"checkout-{attempt.token}"
+    assert form["mode"] == "payment"
+    assert form["line_items[0][price_data][unit_amount]"] == "1500"  # 15.00 in the smallest unit
+    assert form["line_items[0][price_data][currency]"] == attempt.currency.lower()
+    assert form["line_items[0][quantity]"] == "1"
+    assert form["client_reference_id"] == attempt.token and form["metadata[token]"] == attempt.token
+    assert [form[f"payment_method_types[{i}]"] for i in range(3)] == ["card", "alipay", "wechat_pay"]
+    with schema_context("alpha"):
+        base = shop_base_url()
+        attempt.refresh_from_db()
+    assert form["success_url"] == form["cancel_url"] == f"{base}/orders/{order.number}/"
+    assert url == "https://checkout.stripe.test/c/pay/cs_test_1"
+    assert attempt.external_id == "cs_test_1"
+    assert stripe.api_key is None  # nothing global was set
+
+
+@pytest.mark.django_db
+def test_api_errors_or_a_missing_channel_leave_no_attempt(api):
+    from payments.errors import ProviderUnavailable
+
+    with pytest.raises(ProviderUnavailable):
+        _start()
+    _configure(api.url + "/nowhere")  # the fake answers 404 there
+    with pytest.raises(ProviderUnavailable):
+        _start()
+    with schema_context("alpha"):
+        assert not PaymentAttempt.objects.exclude(status="failed").exists()  # nothing left open to pay
+
+
+@pytest.mark.django_db
+def test_completed_paid_event_delivers_the_order(api, django_capture_on_commit_callbacks):
+    _configure(api.url)
+    order, attempt, _url = _start()
+    with django_capture_on_commit_callbacks(execute=False):
+        response = _send(_event(attempt))
+    assert (response.status_code, response.content) == (200, b"ok")
+    with schema_context("alpha"):
+        order.refresh_from_db()
+        attempt.refresh_from_db()
+        assert order.status == Order.Status.DELIVERED
+        assert order.lines.get().assignments.count() == 1
+        assert (attempt.status, attempt.external_id) == (PaymentAttempt.Status.SUCCEEDED, "cs_test_1")
+        assert PaymentCallback.objects.get().payload["event_id"] == "evt_1"
+
+
+@pytest.mark.django_db
+def test_the_same_event_twice_delivers_once(api, django_capture_on_commit_callbacks):
+    _configure(api.url)
+    order, attempt, _url = _start()
+    payload = _event(attempt)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert _send(payload).status_code == 200
+        assert _send(payload).status_code == 200  # a replay is acknowledged
+    with schema_context("alpha"):
+        order.refresh_from_db()
+        assert order.status == Order.Status.DELIVERED
+        assert order.lines.get().assignments.count() == 1
+        assert order.events.filter(to_status="paid").count() == 1
+        codes = list(PaymentCallback.objects.order_by("pk").values_list("error_code", flat=True))
+    assert codes == ["", "event_already_applied"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("send", "status", "reason"),
+    [
+        (lambda a: _send(_event(a), secret="whsec_forged"), 400, "bad_signature"),
+        (lambda a: _send(_event(a), header="t=1,v1=" + "0" * 64), 400, "bad_signature"),
+        (lambda a: _send(_event(a), header=""), 400, "bad_signature"),
+        (lambda a: _send(_event(a), timestamp=int(time.time()) + 600), 400, "bad_signature"),  # future
+        (lambda a: _send(_event(a), timestamp=int(time.time()) - 600), 400, "bad_signature"),  # too old
+        (lambda a: _send(_event(a, amount_total=1)), 400, "amount_mismatch"),
+        (lambda a: _send(_event(a, currency="usd" if a.currency != "USD" else "eur")), 400, "currency_mismatch"),
+        (lambda a: _send(_event(a, client_reference_id="no-such-payment")), 400, "bad_payload"),
+        (lambda a: _send(_event(a, payment_status="unpaid")), 200, "not_paid"),  # acknowledged, nothing applied
+        (lambda a: _send(_event(a, type_="payment_intent.created")), 200, "event_ignored"),
+        (lambda a: _send(_event(a, type_="checkout.session.expired")), 200, "event_ignored"),
+    ],
+)
+def test_forged_mismatched_or_unrelated_events_change_nothing(api, send, status, reason):
+    _configure(api.url)
+    order, attempt, _url = _start()
+    with schema_context("alpha"):
+        attempt.refresh_from_db()  # external_id = the session id
+    response = send(attempt)
+    assert response.status_code == status
+    with schema_context("alpha"):
+        assert PaymentCallback.objects.get().error_code == reason
+    _assert_unchanged(order, attempt)
+
+
+@pytest.mark.django_db
+def test_the_payload_changed_after_signing_is_rejected(api):
+    _configure(api.url)
+    order, attempt, _url = _start()
+    with schema_context("alpha"):
+        attempt.refresh_from_db()
+    header = stripe.WebhookSignature.generate_signature_header(_event(attempt, amount_total=1), WEBHOOK_SECRET)
+    assert _send(_event(attempt), header=header).status_code == 400
+    _assert_unchanged(order, attempt)
+
+
+@pytest.mark.django_db
+def test_an_event_for_alpha_is_rejected_by_beta(api):
+    _configure(api.url, "alpha")
+    _order, attempt, _url = _start("alpha")
+    with schema_context("alpha"):
+        attempt.refresh_from_db()
+    response = host_client("beta.localhost").post(
+        CALLBACK,
+        data=_event(attempt),
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=stripe.WebhookSignature.generate_signature_header(_event(attempt), WEBHOOK_SECRET),
+    )
+    assert response.status_code == 400  # beta has no stripe channel (and no such attempt)
+
+
+@pytest.mark.django_db
+def test_the_webhook_is_post_only(api):
+    assert host_client("alpha.localhost").get(CALLBACK).status_code == 405
