@@ -17,11 +17,12 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
-from unfold.widgets import UnfoldAdminTextareaWidget, UnfoldAdminTextInputWidget
+from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminTextareaWidget, UnfoldAdminTextInputWidget
 
 from core.errors import DomainError
 from orders.models import Order, OrderEvent, OrderLine
 from orders.services import order_fulfil_manually, order_retry_delivery
+from payments.manual import CONFIRMABLE, MIN_REASON_LENGTH, confirmation_password_is_set, payment_confirm_manually
 
 S = Order.Status
 QUEUE = (S.MANUAL_FULFILMENT, S.AWAITING_STOCK, S.AWAITING_UPSTREAM)
@@ -119,6 +120,27 @@ class FulfilForm(forms.Form):
     )
 
 
+class ConfirmPaymentForm(forms.Form):
+    confirmation_password = forms.CharField(
+        label=_("Confirmation password"),
+        strip=False,
+        widget=UnfoldAdminPasswordWidget(render_value=False, attrs={"autocomplete": "off"}),
+    )
+    reason = forms.CharField(
+        label=_("Reason"),
+        min_length=MIN_REASON_LENGTH,
+        widget=UnfoldAdminTextareaWidget(attrs={"rows": 3}),
+        help_text=_("Why the payment is confirmed by hand, e.g. 'Paid per gateway dashboard, callback lost'."),
+    )
+    gateway_reference = forms.CharField(
+        label=_("Gateway reference"),
+        required=False,
+        max_length=128,
+        widget=UnfoldAdminTextInputWidget,
+        help_text=_("The gateway's trade number of the payment, as shown in its dashboard."),
+    )
+
+
 @admin.register(Order)
 class OrderAdmin(ModelAdmin):
     list_display = ["number", "status_display", "email", "total_display", "created", "paid_at"]
@@ -144,7 +166,7 @@ class OrderAdmin(ModelAdmin):
     inlines = [OrderLineInline, OrderEventInline]
     actions = ["retry_delivery"]
     actions_list = ["fulfilment_queue"]
-    actions_detail = ["fulfil"]
+    actions_detail = ["fulfil", "confirm_payment"]
 
     def has_add_permission(self, request):
         return False  # orders are placed by customers
@@ -164,6 +186,12 @@ class OrderAdmin(ModelAdmin):
         waiting = str(object_id).isdigit() and Order.objects.filter(pk=object_id, status__in=QUEUE).exists()
         if not waiting:
             actions = [a for a in actions if a.action_name != "orders_order_fulfil"]
+        unpaid = (
+            str(object_id).isdigit()
+            and Order.objects.filter(pk=object_id, status__in=CONFIRMABLE, paid_at__isnull=True).exists()
+        )
+        if not unpaid:
+            actions = [a for a in actions if a.action_name != "orders_order_confirm_payment"]
         return actions
 
     @display(description=_("Status"), ordering="status", label=STATUS_COLOURS)
@@ -258,3 +286,48 @@ class OrderAdmin(ModelAdmin):
             "queue_url": reverse("admin:orders_order_fulfilment_queue"),
         }
         return TemplateResponse(request, "admin/orders/order/fulfil.html", context)
+
+    @action(
+        description=_("Confirm payment manually"), url_path="confirm-payment", permissions=["fulfil"], icon="payments"
+    )
+    def confirm_payment(self, request, object_id):
+        """补单: confirm a payment the gateway took but never reported; always for the order total."""
+        order = self.get_object(request, object_id)
+        if order is None:
+            raise Http404
+        form = ConfirmPaymentForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                order = payment_confirm_manually(
+                    order_id=order.pk,
+                    staff=request.user,
+                    confirmation_password=form.cleaned_data["confirmation_password"],
+                    reason=form.cleaned_data["reason"],
+                    gateway_reference=form.cleaned_data["gateway_reference"],
+                )
+            except DomainError as exc:
+                messages.error(request, exc.message)
+                order.refresh_from_db()
+            else:
+                messages.success(
+                    request,
+                    _("Payment of order %(number)s confirmed (%(total)s %(currency)s); now %(status)s.")
+                    % {
+                        "number": order.number,
+                        "total": order.total,
+                        "currency": order.currency,
+                        "status": order.get_status_display(),
+                    },
+                )
+                return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Confirm payment of order %(number)s") % {"number": order.number},
+            "opts": self.model._meta,
+            "order": order,
+            "open": order.paid_at is None and order.status in CONFIRMABLE,
+            "password_set": confirmation_password_is_set(),
+            "form": form,
+            "change_url": reverse("admin:orders_order_change", args=[order.pk]),
+        }
+        return TemplateResponse(request, "admin/orders/order/confirm_payment.html", context)

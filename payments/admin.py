@@ -3,6 +3,7 @@ they are the audit trail of the gateways)."""
 
 from django import forms
 from django.contrib import admin
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -11,7 +12,8 @@ from unfold.decorators import display
 from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminSelectWidget
 
 from payments.channels import payment_channel_save
-from payments.models import PaymentAttempt, PaymentCallback, PaymentChannel
+from payments.manual import confirmation_password_set
+from payments.models import ManualConfirmation, PaymentAttempt, PaymentCallback, PaymentChannel, PaymentSettings
 from payments.providers import PROVIDERS
 
 
@@ -118,3 +120,80 @@ class PaymentCallbackAdmin(ReadOnlyAdmin):
     list_select_related = ["attempt"]
     fields = ["provider", "attempt", "accepted", "error_code", "remote_ip", "created", "payload"]
     readonly_fields = fields
+
+
+class PaymentSettingsForm(forms.ModelForm):
+    new_password = forms.CharField(
+        label=_("New confirmation password"),
+        required=False,
+        strip=False,
+        min_length=8,
+        widget=UnfoldAdminPasswordWidget(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=_(
+            "Asked for whenever staff confirm a payment by hand. Stored hashed and never shown. "
+            "Leave both fields empty to keep the current one."
+        ),
+    )
+    new_password_again = forms.CharField(
+        label=_("New confirmation password (again)"),
+        required=False,
+        strip=False,
+        widget=UnfoldAdminPasswordWidget(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+    class Meta:
+        model = PaymentSettings
+        fields: list[str] = []
+
+    def clean(self):
+        data = super().clean()
+        first, second = data.get("new_password") or "", data.get("new_password_again") or ""
+        if first != second:
+            self.add_error("new_password_again", _("The two passwords do not match."))
+        return data
+
+
+@admin.register(PaymentSettings)
+class PaymentSettingsAdmin(ModelAdmin):
+    """One row per shop: the list goes straight to it."""
+
+    form = PaymentSettingsForm
+    fields = ["password_stored", "new_password", "new_password_again", "updated"]
+    readonly_fields = ["password_stored", "updated"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        obj = PaymentSettings.load()
+        return HttpResponseRedirect(reverse("admin:payments_paymentsettings_change", args=[obj.pk]))
+
+    def save_model(self, request, obj, form, change):
+        raw = form.cleaned_data.get("new_password") or ""
+        if raw:
+            confirmation_password_set(raw_password=raw)
+        else:
+            obj.save()
+
+    @display(description=_("Confirmation password"), boolean=True)
+    def password_stored(self, obj: PaymentSettings) -> bool:
+        return bool(obj.confirmation_password)
+
+
+@admin.register(ManualConfirmation)
+class ManualConfirmationAdmin(ReadOnlyAdmin):
+    list_display = ["created", "order_link", "amount", "currency", "staff", "gateway_reference", "reason"]
+    list_filter = ["created"]
+    search_fields = ["order__number", "gateway_reference", "reason", "staff__email"]
+    list_select_related = ["order", "staff"]
+    fields = ["order", "staff", "amount", "currency", "gateway_reference", "reason", "created"]
+    readonly_fields = fields
+
+    @display(description=_("Order"), ordering="order__number")
+    def order_link(self, obj: ManualConfirmation):
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[obj.order_id]), obj.order.number
+        )

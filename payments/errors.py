@@ -11,3 +11,10 @@ class CallbackRejected(DomainError):
 class ProviderUnavailable(DomainError):
     code = "provider_unavailable"
     default_message = "This payment method is not available."
+
+
+class ManualConfirmationRefused(DomainError):
+    """A manual payment confirmation (补单) that was not applied; ``code`` says why."""
+
+    code = "manual_confirmation_refused"
+    default_message = "The payment could not be confirmed manually."

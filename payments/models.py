@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -95,3 +96,47 @@ class PaymentChannel(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.provider
+
+
+class PaymentSettings(models.Model):
+    """A shop's payment settings: one row per schema (pk=1). The confirmation password is a Django
+    password hash (``make_password``); it is set in the admin and never shown."""
+
+    confirmation_password = models.CharField(_("confirmation password"), max_length=128, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("payment settings")
+        verbose_name_plural = _("payment settings")
+
+    def __str__(self) -> str:
+        return str(_("Payment settings"))
+
+    def save(self, *args, **kwargs):
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def load(cls) -> PaymentSettings:
+        obj, _created = cls.objects.get_or_create(pk=1)
+        return obj
+
+
+class ManualConfirmation(models.Model):
+    """Audit row of a payment confirmed by staff (补单): the gateway took the money but never called back."""
+
+    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="manual_confirmations")
+    staff = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField(_("reason"))
+    gateway_reference = models.CharField(_("gateway reference"), max_length=128, blank=True)
+    amount = models.DecimalField(_("amount"), **MONEY)
+    currency = models.CharField(max_length=3)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("manual payment confirmation")
+        verbose_name_plural = _("manual payment confirmations")
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} {self.amount} {self.currency}"

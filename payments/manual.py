@@ -1,0 +1,108 @@
+"""Manual payment confirmation (补单): staff confirm a payment the gateway took but never called back.
+
+Guarded by a per-shop confirmation password (a Django password hash in ``PaymentSettings``), rate
+limited per staff user, audited in ``ManualConfirmation``, and applied through the normal pipeline
+(``order_mark_paid``: ledger, delivery, customer e-mail). The amount is always the order total.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.hashers import check_password, make_password
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.utils.translation import gettext as _
+
+from orders.models import Order
+from orders.services import order_mark_paid
+from payments.errors import ManualConfirmationRefused
+from payments.models import ManualConfirmation, PaymentSettings
+
+PROVIDER = "manual"
+MIN_REASON_LENGTH = 5
+MAX_WRONG_ATTEMPTS = 5
+WINDOW_SECONDS = 15 * 60
+CONFIRMABLE = (Order.Status.PENDING_PAYMENT, Order.Status.EXPIRED, Order.Status.CANCELLED)
+
+
+def confirmation_password_set(*, raw_password: str) -> None:
+    """Store the shop's confirmation password as a hash (never in plain text)."""
+    settings_row = PaymentSettings.load()
+    settings_row.confirmation_password = make_password(raw_password)
+    settings_row.save(update_fields=["confirmation_password", "updated"])
+
+
+def confirmation_password_is_set() -> bool:
+    row = PaymentSettings.objects.filter(pk=1).only("confirmation_password").first()
+    return bool(row and row.confirmation_password)
+
+
+def _failures_key(staff) -> str:
+    return f"manual-confirm-fail:{connection.schema_name}:{staff.pk}"
+
+
+def _failures(staff) -> int:
+    return int(cache.get(_failures_key(staff)) or 0)
+
+
+def _failure_record(staff) -> None:
+    key = _failures_key(staff)
+    # Fixed window: the first failure opens it, later ones count within it.
+    if not cache.add(key, 1, timeout=WINDOW_SECONDS):
+        try:
+            cache.incr(key)
+        except ValueError:
+            cache.set(key, 1, timeout=WINDOW_SECONDS)
+
+
+def payment_confirm_manually(
+    *, order_id: int, staff, confirmation_password: str, reason: str, gateway_reference: str
+) -> Order:
+    """Confirm an order's payment by hand and deliver it; raises ``ManualConfirmationRefused``."""
+    row = PaymentSettings.objects.filter(pk=1).first()
+    if row is None or not row.confirmation_password:
+        raise ManualConfirmationRefused(
+            _("No confirmation password is set for this shop. Set one under Payments → Payment settings first."),
+            code="no_confirmation_password",
+        )
+    if _failures(staff) >= MAX_WRONG_ATTEMPTS:
+        raise ManualConfirmationRefused(
+            _("Too many wrong confirmation passwords. Please wait 15 minutes and try again."),
+            code="rate_limited",
+        )
+    if not check_password(confirmation_password or "", row.confirmation_password):
+        _failure_record(staff)
+        raise ManualConfirmationRefused(
+            _("The confirmation password is wrong."), field="confirmation_password", code="wrong_password"
+        )
+    reason = (reason or "").strip()
+    if len(reason) < MIN_REASON_LENGTH:
+        raise ManualConfirmationRefused(
+            _("Please give a reason of at least %(count)d characters.") % {"count": MIN_REASON_LENGTH},
+            field="reason",
+            code="reason_too_short",
+        )
+    gateway_reference = (gateway_reference or "").strip()[:128]
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        if order.paid_at is not None or order.status not in CONFIRMABLE:
+            raise ManualConfirmationRefused(
+                _("Only an unpaid, expired or cancelled order can be confirmed manually (this one is %(status)s).")
+                % {"status": order.get_status_display()},
+                code="order_not_confirmable",
+            )
+        ManualConfirmation.objects.create(
+            order=order,
+            staff=staff,
+            reason=reason,
+            gateway_reference=gateway_reference,
+            amount=order.total,
+            currency=order.currency,
+        )
+        return order_mark_paid(
+            order_id=order.pk,
+            amount=order.total,
+            currency=order.currency,
+            provider=PROVIDER,
+            payment_reference=gateway_reference or f"manual #{staff.pk}",
+            actor=staff,
+        )
