@@ -49,16 +49,13 @@ from cardvault.services import (
 )
 from catalog.models import Product, Variant
 from core.errors import DomainError
+from core.http import client_ip
 
 EXPORT_COLUMNS = ["code", "secret", "variant_sku", "batch", "status", "created"]
 EXPORT_CHUNK = 2000
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 UPLOAD_SOURCES = {".txt": ImportBatch.Source.TXT, ".csv": ImportBatch.Source.CSV, ".xlsx": ImportBatch.Source.XLSX}
 FORM_SOURCES = [ImportBatch.Source.PASTE, *UPLOAD_SOURCES.values()]
-
-
-def _client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR")
 
 
 class VariantFilter(RelatedDropdownFilter):
@@ -363,7 +360,7 @@ def cards_export_rows(request, queryset) -> list[list]:
             cards=chunk,
             channel=CardReveal.Channel.EXPORT,
             user=request.user,
-            ip=_client_ip(request),
+            ip=client_ip(request),
             user_agent=request.headers.get("user-agent", ""),
         )
         for card, code in zip(chunk, revealed, strict=True):
@@ -570,7 +567,7 @@ class CardAdmin(ModelAdmin):
                 cards=[card],
                 channel=CardReveal.Channel.ADMIN,
                 user=request.user,
-                ip=_client_ip(request),
+                ip=client_ip(request),
                 user_agent=request.headers.get("user-agent", ""),
             )[0]
         context = {

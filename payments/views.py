@@ -3,15 +3,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from core.http import client_ip
 from payments.errors import ProviderUnavailable
 from payments.models import PaymentAttempt
 from payments.providers import get_provider
 from payments.providers.sandbox import SandboxProvider
 from payments.services import payment_callback_handle
-
-
-def _client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR")
 
 
 @csrf_exempt
@@ -41,7 +38,7 @@ def callback(request, provider: str):
             data = json.loads(request.body)
         except ValueError:
             data = {}
-    accepted, reason = payment_callback_handle(provider_code=provider, data=data, remote_ip=_client_ip(request))
+    accepted, reason = payment_callback_handle(provider_code=provider, data=data, remote_ip=client_ip(request))
     # Some rejections must still be acknowledged so the gateway stops retrying (nothing was applied).
     accepted = accepted or reason in getattr(gateway, "acknowledged_reasons", ())
     return gateway.callback_response(accepted=accepted)
@@ -55,7 +52,7 @@ def sandbox_gateway(request, token: str):
         succeeded = request.POST.get("action") == "pay"
         notification = SandboxProvider().notification(attempt=attempt, succeeded=succeeded)
         # A real gateway calls our callback URL server-to-server; the sandbox does the same in-process.
-        payment_callback_handle(provider_code="sandbox", data=notification, remote_ip=_client_ip(request))
+        payment_callback_handle(provider_code="sandbox", data=notification, remote_ip=client_ip(request))
         if top_up is not None:
             return redirect(top_up.return_url or "sandbox-gateway", **({} if top_up.return_url else {"token": token}))
         return redirect("order-detail", number=attempt.order.number)

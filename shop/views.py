@@ -17,6 +17,7 @@ from cardvault.models import CardReveal
 from catalog.models import Category
 from catalog.selectors import category_products, category_tree, featured_products, product_detail, product_search
 from core.errors import DomainError
+from core.http import client_ip
 from ledger.services import shop_currency
 from orders.models import Order
 from orders.selectors import order_authorize_session, order_delivered_codes, order_viewer_may_see_codes
@@ -27,10 +28,6 @@ from payments.wallet import PROVIDER_CODE as WALLET
 from payments.wallet import wallet_balance, wallet_movements, wallet_pay, wallet_top_up_start
 from shop.forms import BuyForm, OrderLookupForm
 from shop.selectors import product_buy_box
-
-
-def _ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR")
 
 
 def _int(value) -> int | None:
@@ -97,7 +94,7 @@ def buy(request, slug: str):
             email=data["email"],
             lookup_password=data["lookup_password"],
             customer=request.user,
-            client_ip=_ip(request),
+            client_ip=client_ip(request),
         )
         try:
             if data["payment"] == WALLET:
@@ -130,7 +127,7 @@ def _order_context(request, order: Order) -> dict:
             order,
             channel=CardReveal.Channel.ORDER_PAGE,
             user=request.user,
-            ip=_ip(request),
+            ip=client_ip(request),
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
         )
     return {
@@ -165,7 +162,7 @@ def order_codes_txt(request, number: str):
         order,
         channel=CardReveal.Channel.TXT_DOWNLOAD,
         user=request.user,
-        ip=_ip(request),
+        ip=client_ip(request),
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
     response = HttpResponse(_codes_text(delivered) + "\n", content_type="text/plain; charset=utf-8")

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from branch_api import signing
 from branch_api.provider import errors, selectors, services, webhooks
 from branch_api.provider.models import ApiAuditLog
+from core.http import client_ip_from
 
 SIGNING_DOC = """Every request is signed: see docs/branch-api.md. Headers `X-Cardmesh-Key` (`prefix.secret`),
 `X-Cardmesh-Timestamp` (Unix seconds, ±300 s), `X-Cardmesh-Nonce` (≥128 random bits, URL-safe base64, never
@@ -87,7 +88,7 @@ class BranchApiView(APIView):
             query=query,
             body=self._body,
             headers=raw.headers,
-            client_ip=services.client_ip_from(raw.META),
+            client_ip=client_ip_from(raw.META),
         )
         super().initial(request, *args, **kwargs)
         if raw.method == "POST":
@@ -135,7 +136,7 @@ class BranchApiView(APIView):
         ApiAuditLog.objects.create(
             branch=caller.branch if caller else None,
             key_prefix=raw.headers.get(signing.HEADER_KEY, "").partition(".")[0][:16],
-            ip=services.client_ip_from(raw.META),
+            ip=client_ip_from(raw.META),
             method=raw.method[:8],
             path=raw.path[:255],
             idempotency_key=raw.headers.get("Idempotency-Key", "")[:128],

@@ -225,22 +225,6 @@ def _ip_allowed(client_ip: str | None, allowlist: str) -> bool:
     return any(address in ipaddress.ip_network(net, strict=False) for net in networks)
 
 
-def client_ip_from(meta: dict) -> str | None:
-    """REMOTE_ADDR, or the X-Forwarded-For hop added by a trusted proxy (BRANCH_API_TRUSTED_PROXIES)."""
-    remote = meta.get("REMOTE_ADDR")
-    forwarded = [h.strip() for h in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
-    trusted = [ipaddress.ip_network(n, strict=False) for n in settings.BRANCH_API_TRUSTED_PROXIES]
-    hops = [*forwarded, remote] if remote else forwarded
-    # Walk from the nearest hop back while it is one of our proxies; the first other address is the client.
-    for hop in reversed(hops):
-        try:
-            if not any(ipaddress.ip_address(hop) in net for net in trusted):
-                return hop
-        except ValueError:
-            return hop
-    return hops[0] if hops else None
-
-
 # --- Idempotency ----------------------------------------------------------------------------------
 
 

@@ -291,8 +291,9 @@ ORDER_LOOKUP_RATE = env_str("ORDER_LOOKUP_RATE", "10/m")
 PAYMENTS_SANDBOX_ENABLED = env_bool("PAYMENTS_SANDBOX_ENABLED", True)
 
 # --- Branch API ---------------------------------------------------------------------------------
-# Proxies whose X-Forwarded-For hop is trusted when deciding a caller's IP (CIDRs).
-BRANCH_API_TRUSTED_PROXIES = env_list("BRANCH_API_TRUSTED_PROXIES", ["127.0.0.1/32", "::1/128"])
+# Reverse proxies whose X-Forwarded-For hop is trusted when deciding a client's IP (CIDRs): audit
+# rows, reveal logs, rate limits and the branch API's IP allowlist all use core.http.client_ip.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", ["127.0.0.1/32", "::1/128"])
 # Where branches on this deployment reach Site A's API (sent with Host: PLATFORM_DOMAIN).
 BRANCH_UPSTREAM_URL = env_str(
     "BRANCH_UPSTREAM_URL",
@@ -328,8 +329,7 @@ RATELIMIT_USE_CACHE = "default"
 # Branch-owner sign-ups per client IP: shops created, and form submissions (typos included).
 SIGNUP_RATE = env_str("SIGNUP_RATE", "5/h")
 SIGNUP_ATTEMPT_RATE = env_str("SIGNUP_ATTEMPT_RATE", "30/h")
-# Client IP header set by a trusted reverse proxy (empty: use REMOTE_ADDR).
-RATELIMIT_IP_META_KEY = env_str("RATELIMIT_IP_META_KEY", "") or None
+RATELIMIT_IP_META_KEY = "core.http.ratelimit_ip"
 
 # --- Admin theme ----------------------------------------------------------------------------------
 UNFOLD = {
