@@ -4,7 +4,6 @@ journal transactions with their entries, and the gross-profit report."""
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -23,7 +22,6 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.widgets import INPUT_CLASSES
 
-from catalog.pricing import money
 from ledger.models import Account, Entry, Transaction
 
 ZERO = Decimal("0.00")
@@ -99,68 +97,34 @@ def _in_range(code: str, start: date, end: date):
     return Entry.objects.filter(account__code=code, created__gte=since, created__lt=until)
 
 
-def gross_profit_by_day(start: date, end: date) -> list[ProfitRow]:
-    """Revenue (-sales_revenue), cost (cost_of_goods) and profit per day, days with activity only."""
-    rows: dict[date, ProfitRow] = {}
+def _gross_profit(start: date, end: date, *, group: str, label) -> dict:
+    """Revenue (-sales_revenue), cost (cost_of_goods) and profit per ``group`` value."""
+    rows: dict = {}
     for code, attribute, sign in (("sales_revenue", "revenue", -1), ("cost_of_goods", "cost", 1)):
-        totals = (
-            _in_range(code, start, end).annotate(day=TruncDate("created")).values("day").annotate(total=Sum("amount"))
-        )
-        for row in totals:
-            item = rows.setdefault(row["day"], ProfitRow(key=row["day"], label=row["day"].isoformat()))
+        entries = _in_range(code, start, end)
+        if group == "day":
+            entries = entries.annotate(day=TruncDate("created"))
+        for row in entries.values(group).annotate(total=Sum("amount")):
+            key = row[group]
+            item = rows.setdefault(key, ProfitRow(key=key, label=label(key)))
             setattr(item, attribute, getattr(item, attribute) + sign * row["total"])
+    return rows
+
+
+def gross_profit_by_day(start: date, end: date) -> list[ProfitRow]:
+    """Per day with activity, oldest first."""
+    rows = _gross_profit(start, end, group="day", label=lambda day: day.isoformat())
     return [rows[day] for day in sorted(rows)]
 
 
 def gross_profit_by_product(start: date, end: date) -> list[ProfitRow]:
-    """The same per product. Cost entries carry ``product_id``; revenue is posted per order (the
-    payment), so each order's revenue is split over its lines in proportion to the line totals."""
+    """Per product, most profitable first. Revenue and cost entries both carry ``product_id``."""
     from catalog.models import Product
-    from orders.models import OrderLine
 
-    rows: dict[int | None, ProfitRow] = {}
-    names: dict[int, str] = {}
-
-    def row_for(product_id: int | None) -> ProfitRow:
-        return rows.setdefault(product_id, ProfitRow(key=product_id, label=""))
-
-    revenue = _in_range("sales_revenue", start, end)
-    for entry in revenue.exclude(product_id=None).values("product_id").annotate(total=Sum("amount")):
-        row_for(entry["product_id"]).revenue -= entry["total"]
-    by_order = dict(
-        revenue.filter(product_id=None)
-        .values("order_id")
-        .annotate(total=Sum("amount"))
-        .values_list("order_id", "total")
-    )
-    lines_by_order: dict[int, list] = defaultdict(list)
-    order_ids = [order_id for order_id in by_order if order_id is not None]
-    for start_at in range(0, len(order_ids), 5000):
-        lines = OrderLine.objects.filter(order_id__in=order_ids[start_at : start_at + 5000]).order_by("order_id", "pk")
-        for line in lines.values("order_id", "product_id_snapshot", "product_name", "unit_price", "quantity"):
-            lines_by_order[line["order_id"]].append(line)
-            names.setdefault(line["product_id_snapshot"], line["product_name"])
-    for order_id, total in by_order.items():
-        amount = -total
-        lines = lines_by_order.get(order_id, [])
-        weights = [line["unit_price"] * line["quantity"] for line in lines]
-        if not lines or not sum(weights):
-            row_for(None).revenue += amount
-            continue
-        left = amount
-        for index, (line, weight) in enumerate(zip(lines, weights, strict=True)):
-            # The last line takes the remainder, so the split adds up to the posted amount exactly.
-            share = left if index == len(lines) - 1 else money(amount * weight / sum(weights))
-            row_for(line["product_id_snapshot"]).revenue += share
-            left -= share
-
-    for entry in _in_range("cost_of_goods", start, end).values("product_id").annotate(total=Sum("amount")):
-        row_for(entry["product_id"]).cost += entry["total"]
-
-    missing = [pk for pk in rows if pk is not None and pk not in names]
-    names.update(Product.objects.filter(pk__in=missing).values_list("pk", "name"))
+    rows = _gross_profit(start, end, group="product_id", label=lambda pk: "")
+    names = dict(Product.objects.filter(pk__in=[pk for pk in rows if pk]).values_list("pk", "name"))
     for product_id, row in rows.items():
-        row.label = names.get(product_id, f"#{product_id}") if product_id is not None else str(_("(not attributed)"))
+        row.label = names.get(product_id, f"#{product_id}") if product_id else str(_("(not attributed)"))
     return sorted(rows.values(), key=lambda row: (-row.profit, row.label))
 
 
