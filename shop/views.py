@@ -137,6 +137,11 @@ def _order_context(request, order: Order) -> dict:
         "delivered": delivered,
         "codes_text": _codes_text(delivered),
         "events": order.events.all(),
+        "pay_channels": (
+            checkout_channels(user=request.user, amount=order.total)
+            if can_see and order.status == Order.Status.PENDING_PAYMENT
+            else []
+        ),
     }
 
 
@@ -249,14 +254,26 @@ def search(request):
 
 @require_POST
 def order_pay(request, number: str):
-    """Back to the payment page for an unpaid order (the customer left the gateway, or it failed).
-    Only the browser or account that may see the order can start a payment for it."""
+    """Back to payment for an unpaid order (the customer left the gateway, or it failed), with any
+    channel the shop offers for its total, the wallet included. Only the browser or account that may
+    see the order can pay it."""
     order = get_object_or_404(Order, number=number.upper())
     if not order_viewer_may_see_codes(request, order):
         raise Http404("no such order here")
+    offered = dict(checkout_channels(user=request.user, amount=order.total))
+    choice = request.POST.get("payment") or (
+        order.payment_attempts.order_by("-created").values_list("provider", flat=True).first()
+    )
+    if choice not in offered:
+        if request.POST.get("payment"):
+            messages.error(request, _("That payment method is not available for this order."))
+            return redirect("order-detail", number=order.number)
+        choice = next(iter(offered), "")
     try:
-        provider = order.payment_attempts.order_by("-created").values_list("provider", flat=True).first()
-        _attempt, url = payment_start(order=order, provider_code=provider or "sandbox", request=request)
+        if choice == WALLET:
+            wallet_pay(order=order, user=request.user)
+            return redirect("order-detail", number=order.number)
+        _attempt, url = payment_start(order=order, provider_code=choice, request=request)
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("order-detail", number=order.number)

@@ -210,3 +210,30 @@ def test_the_wallet_page_tops_up_through_the_sandbox_and_checkout_offers_the_wal
         assert bought["Location"] == f"/orders/{order.number}/"
         assert order.status == Order.Status.DELIVERED and order.payment_provider == "balance"
         assert wallet_balance(user) == Decimal("10.00")
+
+
+@pytest.mark.django_db
+def test_an_unpaid_order_can_be_paid_again_from_the_wallet_on_its_page(django_capture_on_commit_callbacks):
+    with schema_context("alpha"):
+        user = _customer()
+        variant = product_with_codes(codes=3, price="15.00")
+        _top_up(user, "20.00")
+    client = host_client("alpha.localhost")
+    client.post("/accounts/login/", {"login": user.email, "password": PASSWORD})
+    data = {"variant": variant.pk, "quantity": 1, "email": user.email, "payment": "sandbox"}
+    assert client.post(f"/p/{variant.product.slug}/buy/", data)["Location"].startswith("/pay/sandbox/")
+    with schema_context("alpha"):
+        order = Order.objects.get(customer=user)
+    page = client.get(f"/orders/{order.number}/").content.decode()
+    assert 'data-testid="pay-channel"' in page and 'value="balance"' in page
+
+    refused = client.post(f"/orders/{order.number}/pay/", {"payment": "epay"}, follow=True)  # not offered here
+    assert "not available for this order" in refused.content.decode()
+    with django_capture_on_commit_callbacks(execute=False):
+        paid = client.post(f"/orders/{order.number}/pay/", {"payment": "balance"})
+    assert paid.status_code == 302 and paid["Location"] == f"/orders/{order.number}/"
+    with schema_context("alpha"):
+        order.refresh_from_db()
+        assert order.status == Order.Status.DELIVERED and order.payment_provider == "balance"
+        assert wallet_balance(user) == Decimal("5.00")
+        assert ledger_check() == []
