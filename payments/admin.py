@@ -48,6 +48,16 @@ class PaymentChannelForm(forms.ModelForm):
             raise forms.ValidationError(_("Settings must be a JSON object."))
         return config
 
+    def clean(self):
+        data = super().clean()
+        code = self.instance.provider if self.instance.pk is not None else data.get("provider")
+        validate = getattr(PROVIDERS.get(code or ""), "validate_channel", None)
+        if validate is not None and "config" not in self.errors:
+            errors = validate(config=data.get("config") or {}, secret=data.get("secret") or "")
+            for field, message in errors.items():
+                self.add_error(field, message)
+        return data
+
 
 @admin.register(PaymentChannel)
 class PaymentChannelAdmin(ModelAdmin):
@@ -87,14 +97,28 @@ class ReadOnlyAdmin(ModelAdmin):
 @admin.register(PaymentAttempt)
 class PaymentAttemptAdmin(ReadOnlyAdmin):
     list_display = ["created", "order_link", "provider", "amount", "currency", "status_display", "external_id"]
-    list_filter = ["status", "provider", "created"]
+    list_filter = ["status", "purpose", "provider", "created"]
     search_fields = ["token", "external_id", "order__number"]
     list_select_related = ["order"]
-    fields = ["order", "provider", "token", "amount", "currency", "status", "external_id", "created", "succeeded_at"]
+    fields = [
+        "purpose",
+        "order",
+        "subject_id",
+        "provider",
+        "token",
+        "amount",
+        "currency",
+        "status",
+        "external_id",
+        "created",
+        "succeeded_at",
+    ]
     readonly_fields = fields
 
-    @display(description=_("Order"), ordering="order__number")
+    @display(description=_("Paying for"), ordering="order__number")
     def order_link(self, obj: PaymentAttempt):
+        if obj.order_id is None:  # a top-up: no order to link to
+            return f"{obj.get_purpose_display()} #{obj.subject_id}"
         return format_html(
             '<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[obj.order_id]), obj.order.number
         )

@@ -35,11 +35,25 @@ def epay_sign(params: dict, key: str) -> str:
     return hashlib.md5((message + key).encode(), usedforsecurity=False).hexdigest()  # noqa: S324 (the protocol)
 
 
+def validate_channel(*, config: dict, secret: str) -> dict[str, str]:
+    """Field errors of an epay channel's settings and (when given) its merchant key."""
+    errors: dict[str, str] = {}
+    gateway = str(config.get("gateway_url", "")).strip()
+    if not gateway.startswith(("https://", "http://")):
+        errors["config"] = 'Set "gateway_url" to the gateway\'s address, e.g. "https://pay.example.com/".'
+    elif not str(config.get("pid", "")).strip():
+        errors["config"] = 'Set "pid" to your merchant id at the gateway.'
+    if secret and (len(secret) < 8 or any(ch.isspace() for ch in secret)):
+        errors["secret"] = "The merchant key looks wrong (at least 8 characters, no spaces)."
+    return errors
+
+
 class EpayProvider:
     code = CODE
     label = "易支付 (epay)"
     # epay gateways send their notification as a GET request to notify_url.
     callback_via_get = True
+    validate_channel = staticmethod(validate_channel)
 
     def _settings(self, *, enabled_only: bool) -> tuple[str, str, str, str]:
         """(gateway base URL, pid, key, pay type) of the current shop's channel."""

@@ -55,6 +55,28 @@ def from_minor_units(value, currency: str) -> Decimal:
     return Decimal(value).scaleb(-_exponent(currency))
 
 
+def validate_channel(*, config: dict, secret: str) -> dict[str, str]:
+    """Field errors of a Stripe channel's settings and (when given) its secret, before anything is saved."""
+    errors: dict[str, str] = {}
+    methods = config.get("payment_method_types")
+    if methods is not None and not (
+        isinstance(methods, list) and methods and all(isinstance(m, str) and m for m in methods)
+    ):
+        errors["config"] = 'payment_method_types must be a list of Stripe method names, e.g. ["card", "alipay"].'
+    if secret:
+        try:
+            fields = json.loads(secret)
+        except ValueError:
+            fields = None
+        if not isinstance(fields, dict):
+            errors["secret"] = 'Paste the JSON {"secret_key": "sk_…", "webhook_secret": "whsec_…"}.'
+        elif not str(fields.get("secret_key", "")).startswith(("sk_", "rk_")):
+            errors["secret"] = "secret_key must be a Stripe secret or restricted key (sk_… or rk_…)."
+        elif not str(fields.get("webhook_secret", "")).startswith("whsec_"):
+            errors["secret"] = "webhook_secret must be the endpoint's signing secret (whsec_…)."
+    return errors
+
+
 class StripeProvider:
     code = CODE
     label = "Stripe"
@@ -62,6 +84,7 @@ class StripeProvider:
     callback_raw = True
     # Reasons answered 200 (Stripe must stop retrying) although nothing was applied.
     acknowledged_reasons = frozenset({"event_ignored", "event_already_applied", "not_paid"})
+    validate_channel = staticmethod(validate_channel)
 
     def _settings(self, *, enabled_only: bool) -> tuple[dict, str, str]:
         """(channel settings, secret key, webhook secret) of the current shop's channel."""

@@ -79,3 +79,56 @@ def test_payment_channel_secret_is_write_only_and_kept_when_left_empty(staff_cli
     with schema_context("alpha"):
         channel.refresh_from_db()
         assert channel_secret(channel) == "second-secret"
+
+
+@pytest.mark.parametrize(
+    ("provider", "config", "secret", "field", "message"),
+    [
+        ("stripe", "{}", "sk_test_not_json", "secret", "Paste the JSON"),
+        ("stripe", "{}", '{"secret_key": "pk_test_1", "webhook_secret": "whsec_1"}', "secret", "sk_"),
+        ("stripe", "{}", '{"secret_key": "sk_test_1", "webhook_secret": "1"}', "secret", "whsec_"),
+        ("stripe", '{"payment_method_types": "card"}', "", "config", "payment_method_types"),
+        ("epay", '{"pid": "1001"}', "merchant-key-1", "config", "gateway_url"),
+        ("epay", '{"gateway_url": "https://pay.example.test/"}', "merchant-key-1", "config", "pid"),
+    ],
+)
+def test_a_channel_with_malformed_settings_or_secret_is_refused_with_the_reason(
+    staff_client, provider, config, secret, field, message
+):
+    from payments.models import PaymentChannel
+
+    form = {"provider": provider, "name": "Pay", "is_enabled": "on", "sort_order": "1", "config": config}
+    response = staff_client.post("/admin/payments/paymentchannel/add/", {**form, "secret": secret})
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert field in errors and message in " ".join(errors[field])
+    with schema_context("alpha"):
+        assert not PaymentChannel.objects.exists()
+
+
+def test_a_well_formed_stripe_channel_is_saved(staff_client):
+    from payments.channels import channel_secret_fields
+    from payments.models import PaymentChannel
+
+    secret = '{"secret_key": "sk_test_123", "webhook_secret": "whsec_abc"}'
+    form = {"provider": "stripe", "name": "Card", "is_enabled": "on", "sort_order": "1", "config": "{}"}
+    assert staff_client.post("/admin/payments/paymentchannel/add/", {**form, "secret": secret}).status_code == 302
+    with schema_context("alpha"):
+        assert channel_secret_fields(PaymentChannel.objects.get()) == {
+            "secret_key": "sk_test_123",
+            "webhook_secret": "whsec_abc",
+        }
+
+
+def test_top_up_attempts_are_listed_with_what_they_pay_for(staff_client):
+    with schema_context("alpha"):
+        PaymentAttempt.objects.create(
+            purpose=PaymentAttempt.Purpose.WALLET_TOP_UP,
+            subject_id=42,
+            provider="sandbox",
+            token="tok-top-up-1",
+            amount=Decimal("20.00"),
+            currency="USD",
+        )
+    page = staff_client.get("/admin/payments/paymentattempt/")
+    assert page.status_code == 200 and "Customer wallet top-up #42" in page.content.decode()
