@@ -44,7 +44,8 @@ def validate_channel(*, config: dict, secret: str) -> dict[str, str]:
     elif not str(config.get("pid", "")).strip():
         errors["config"] = 'Set "pid" to your merchant id at the gateway.'
     if secret and (len(secret) < 8 or any(ch.isspace() for ch in secret)):
-        errors["secret"] = "The merchant key looks wrong (at least 8 characters, no spaces)."
+        key_problem = "The merchant key looks wrong (at least 8 characters, no spaces)."
+        errors["secret"] = key_problem
     return errors
 
 

@@ -63,17 +63,20 @@ def validate_channel(*, config: dict, secret: str) -> dict[str, str]:
         isinstance(methods, list) and methods and all(isinstance(m, str) and m for m in methods)
     ):
         errors["config"] = 'payment_method_types must be a list of Stripe method names, e.g. ["card", "alipay"].'
+    key_problem = ""
     if secret:
         try:
             fields = json.loads(secret)
         except ValueError:
             fields = None
         if not isinstance(fields, dict):
-            errors["secret"] = 'Paste the JSON {"secret_key": "sk_…", "webhook_secret": "whsec_…"}.'
+            key_problem = 'Paste the JSON {"secret_key": "sk_…", "webhook_secret": "whsec_…"}.'
         elif not str(fields.get("secret_key", "")).startswith(("sk_", "rk_")):
-            errors["secret"] = "secret_key must be a Stripe secret or restricted key (sk_… or rk_…)."
+            key_problem = "secret_key must be a Stripe secret or restricted key (sk_… or rk_…)."
         elif not str(fields.get("webhook_secret", "")).startswith("whsec_"):
-            errors["secret"] = "webhook_secret must be the endpoint's signing secret (whsec_…)."
+            key_problem = "webhook_secret must be the endpoint's signing secret (whsec_…)."
+    if key_problem:
+        errors["secret"] = key_problem
     return errors
 
 
