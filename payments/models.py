@@ -67,6 +67,14 @@ class PaymentCallback(models.Model):
 
     class Meta:
         ordering = ["-created"]
+        indexes = [
+            # Stripe's event-id dedupe looks up ``payload -> 'event_id'``; without this it scans the log.
+            models.Index(
+                models.F("payload__event_id"),
+                condition=models.Q(provider="stripe", accepted=True),
+                name="payment_callback_stripe_event",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider} callback ({'accepted' if self.accepted else self.error_code})"

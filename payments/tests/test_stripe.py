@@ -256,3 +256,19 @@ def test_an_event_for_alpha_is_rejected_by_beta(api):
 @pytest.mark.django_db
 def test_the_webhook_is_post_only(api):
     assert host_client("alpha.localhost").get(CALLBACK).status_code == 405
+
+
+@pytest.mark.django_db
+def test_the_event_dedupe_lookup_can_use_its_index():
+    from django.db import connection
+
+    with schema_context("alpha"):
+        lookup = PaymentCallback.objects.filter(
+            provider="stripe", accepted=True, error_code="", payload__event_id="evt_1"
+        ).only("pk")
+        sql, params = lookup.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plan = " ".join(row[0] for row in cursor.fetchall())
+    assert "payment_callback_stripe_event" in plan
