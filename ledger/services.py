@@ -20,6 +20,7 @@ STANDARD_ACCOUNTS = {
     "cost_of_goods": ("Cost of goods sold", Account.Kind.EXPENSE),
     "refunds": ("Refunds", Account.Kind.EXPENSE),
     "inventory_writeoff": ("Inventory written off", Account.Kind.EXPENSE),
+    "wallet_adjustments": ("Wallet adjustments by staff", Account.Kind.EXPENSE),
     # A branch's money held at Site A (its prepaid balance there): codes bought from Site A are paid from it.
     "prepaid_upstream": ("Prepaid balance at Site A", Account.Kind.ASSET),
 }

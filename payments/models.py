@@ -7,6 +7,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from catalog.models import MONEY
+from ledger.models import Account
 
 
 class PaymentAttempt(models.Model):
@@ -148,3 +149,20 @@ class ManualConfirmation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id} {self.amount} {self.currency}"
+
+
+class CustomerWalletManager(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(owner_type="user", code__startswith="wallet:")
+
+
+class CustomerWallet(Account):
+    """The ledger accounts that are customer wallets, for the staff's wallet pages (no table of its own)."""
+
+    objects = CustomerWalletManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = _("customer wallet")
+        verbose_name_plural = _("customer wallets")
+        ordering = ["-updated"]

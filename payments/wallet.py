@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -81,6 +82,46 @@ def wallet_movements(user, *, limit: int = 100):
         }
         for entry in entries
     ]
+
+
+MIN_ADJUSTMENT_REASON = 5
+
+
+def wallet_adjust(*, user_id: int, amount: Decimal, reason: str, staff, request_key: str) -> None:
+    """Credit (positive ``amount``) or debit (negative) a customer's wallet by hand, with a reason.
+
+    Booked against the shop's ``wallet_adjustments`` expense; the staff member and reason are kept in
+    the journal memo. ``request_key`` (one per adjustment form) makes a resubmitted form a no-op; a
+    debit larger than the balance is refused by the ledger and changes nothing.
+    """
+    try:
+        amount = money(Decimal(str(amount)))
+    except ArithmeticError:
+        raise DomainError(_("Enter a valid amount."), field="amount", code="invalid") from None
+    if amount == 0 or abs(amount) > MAX_TOP_UP:
+        raise DomainError(
+            _("The amount must be non-zero and at most %(max)s either way.") % {"max": MAX_TOP_UP},
+            field="amount",
+            code="invalid",
+        )
+    reason = (reason or "").strip()
+    if len(reason) < MIN_ADJUSTMENT_REASON:
+        raise DomainError(_("Say why (at least 5 characters)."), field="reason", code="invalid")
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None:
+        raise DomainError(_("No such customer."), code="not_found")
+    wallet = wallet_account(user)
+    who = getattr(staff, "email", "") or str(staff)
+    try:
+        ledger_post(
+            kind="adjustment",
+            idempotency_key=f"wallet-adjust:{request_key}",
+            reference=wallet.code,
+            memo=f"{who}: {reason}"[:255],
+            lines=[Line("wallet_adjustments", amount), Line(wallet.code, -amount)],
+        )
+    except InsufficientFunds:
+        raise InsufficientWalletBalance(_("The wallet holds less than that.")) from None
 
 
 def wallet_top_up_start(*, user, amount, provider_code: str = "sandbox", request=None) -> tuple[PaymentAttempt, str]:
