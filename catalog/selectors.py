@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+from django.core.paginator import Page, Paginator
 from django.db.models import Prefetch, Q
 
 from cardvault.services import variant_stock
@@ -110,10 +111,18 @@ def product_cards(products, *, book: PriceBook | None = None, with_specs: bool =
     return cards
 
 
-def category_products(category: Category) -> list[ProductCard]:
-    return product_cards(
-        _active_products().filter(category__path__startswith=category.path).order_by("sort_order", "name")
+CATEGORY_PAGE_SIZE = 48
+
+
+def category_products(category: Category, *, page=1, per_page: int | None = None) -> tuple[list[ProductCard], Page]:
+    """One page of the products in ``category``'s subtree; a missing, malformed or too large page number
+    gives the first or last page rather than an error."""
+    paginator = Paginator(
+        _active_products().filter(category__path__startswith=category.path).order_by("sort_order", "name", "pk"),
+        per_page or CATEGORY_PAGE_SIZE,
     )
+    current = paginator.get_page(page)
+    return product_cards(current.object_list), current
 
 
 def featured_products(limit: int = 12) -> list[ProductCard]:

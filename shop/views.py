@@ -59,7 +59,8 @@ def home(request):
 
 def category(request, slug: str):
     node = get_object_or_404(Category, slug=slug, is_active=True)
-    context = {"category": node, "categories": category_tree(), "products": category_products(node)}
+    products, page = category_products(node, page=request.GET.get("page"))
+    context = {"category": node, "categories": category_tree(), "products": products, "page": page}
     return render(request, "shop/category.html", context)
 
 

@@ -65,3 +65,20 @@ def test_category_listing_shows_every_product_of_its_subtree(alpha, alpha_client
     page = alpha_client.get(f"/c/{root.slug}/").content.decode()
     assert page.count('data-testid="product-card"') == 2
     assert "Steam Wallet" in page and "Apple Gift Card" in page and "PUBG UC" not in page
+
+
+def test_a_long_category_is_paged_and_a_bad_page_number_is_not_an_error(alpha, alpha_client, monkeypatch):
+    import catalog.selectors
+
+    monkeypatch.setattr(catalog.selectors, "CATEGORY_PAGE_SIZE", 2)
+    with schema_context("alpha"):
+        root = category_create("Gift cards")
+        for name in ("Card A", "Card B", "Card C"):
+            _stocked(root, name, variants=1)
+    first = alpha_client.get(f"/c/{root.slug}/").content.decode()
+    assert first.count('data-testid="product-card"') == 2 and "3 products" in first
+    assert "Card A" in first and "Card C" not in first and 'href="?page=2"' in first
+    second = alpha_client.get(f"/c/{root.slug}/?page=2").content.decode()
+    assert second.count('data-testid="product-card"') == 1 and "Card C" in second
+    for bad in ("abc", "0", "99"):
+        assert alpha_client.get(f"/c/{root.slug}/?page={bad}").status_code == 200
