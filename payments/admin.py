@@ -197,3 +197,6 @@ class ManualConfirmationAdmin(ReadOnlyAdmin):
         return format_html(
             '<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[obj.order_id]), obj.order.number
         )
+
+
+from payments import reconciliation_admin  # noqa: E402, F401 (registers the reconciliation pages)
