@@ -101,7 +101,7 @@ def reconciliation_run(*, provider: str, day: date, actor=None) -> Reconciliatio
     try:
         if source == Source.STRIPE_API:
             records = stripe_records(since=since, until=until)
-            extra: list[PaymentAttempt] = []
+            stripe_payment_intents_fill(attempts=_ours(provider=provider, since=since, until=until))
         else:
             extra = _created_attempts(provider=provider, since=since, until=until)
             records = epay_records(attempts=[*_ours(provider=provider, since=since, until=until), *extra])
@@ -440,6 +440,37 @@ def stripe_records(*, since: datetime, until: datetime) -> list[GatewayRecord]:
     except (TypeError, ValueError, InvalidOperation, AttributeError):
         raise ReconciliationFailed(_("Stripe answered something unexpected."), code="gateway_bad_answer") from None
     return records
+
+
+def stripe_payment_intents_fill(*, attempts: Iterable[PaymentAttempt]) -> int:
+    """Ask Stripe for the PaymentIntent of paid attempts that lack it (paid before it was kept at
+    payment time) and keep it; returns how many were filled. A session Stripe no longer knows is left."""
+    import stripe
+
+    from payments.providers.stripe_provider import StripeProvider
+
+    missing = [a for a in attempts if not a.gateway_reference and a.external_id.startswith("cs_")]
+    if not missing:
+        return 0
+    provider = StripeProvider()
+    config, secret_key, _webhook_secret = provider._settings(enabled_only=False)  # checked by stripe_records
+    sessions = provider._client(config, secret_key).v1.checkout.sessions
+    filled = 0
+    for attempt in missing:
+        try:
+            session = sessions.retrieve(attempt.external_id).to_dict()
+        except stripe.InvalidRequestError:
+            continue  # unknown to Stripe: stays "missing at the gateway"
+        except stripe.StripeError:
+            raise ReconciliationFailed(_("Stripe could not be asked for a payment."), code="gateway_error") from None
+        payment_intent = session.get("payment_intent")
+        if isinstance(payment_intent, dict):
+            payment_intent = payment_intent.get("id")
+        if isinstance(payment_intent, str) and payment_intent:
+            filled += PaymentAttempt.objects.filter(pk=attempt.pk, gateway_reference="").update(
+                gateway_reference=payment_intent[:128]
+            )
+    return filled
 
 
 # --- epay ---------------------------------------------------------------------------------------------
