@@ -20,6 +20,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from conftest import host_client
 from payments.channels import payment_channel_save
 from payments.errors import ReconciliationFailed
 from payments.models import PaymentAttempt, PaymentChannel, ReconciliationItem, ReconciliationRun
@@ -456,3 +457,58 @@ def test_staff_resolve_a_mismatch_with_a_note_and_the_report_keeps_its_query_cou
         assert item.resolved_by.email == "owner@alpha.test" and item.resolved_at is not None
         assert run.items.filter(resolved_at__isnull=False).count() == 1
     assert "Refunded by the gateway on the 3rd" in staff_client.get(url).content.decode()
+
+
+def test_site_a_reconciles_its_own_channel_in_its_own_admin(epay):
+    from core.management.commands.seed_demo import demo_admin_ensure
+    from payments.services import payment_start_for
+
+    demo_admin_ensure("root@site-a.test", "root-pass-12345")
+    site_admin = host_client("localhost")
+    assert site_admin.post("/accounts/login/", {"login": "root@site-a.test", "password": "root-pass-12345"}).status_code
+    epay_configure(epay.url, "public")
+    with schema_context("public"):
+        order_attempt = payment_start(order=place(product_with_codes(codes=2), 1), provider_code="epay")[0]
+        top_up_attempt = payment_start_for(
+            purpose=PaymentAttempt.Purpose.BRANCH_TOP_UP,
+            subject_id=4242,
+            amount=Decimal("100.00"),
+            currency=order_attempt.currency,
+            provider_code="epay",
+        )[0]
+    epay.paid(order_attempt)
+    epay.paid(top_up_attempt, money="90.00")
+    response = site_admin.post(
+        "/admin/payments/reconciliationrun/run/", {"provider": "epay", "day": timezone.localdate().isoformat()}
+    )
+    assert response.status_code == 302
+    with schema_context("public"):
+        run = ReconciliationRun.objects.get()
+        assert _items(run) == {
+            (Kind.GATEWAY_PAID_OURS_NOT, f"EP{order_attempt.pk}"),
+            (Kind.GATEWAY_PAID_OURS_NOT, f"EP{top_up_attempt.pk}"),
+        }
+    page = site_admin.get(response["Location"])
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert f"/admin/orders/order/{order_attempt.order_id}/confirm-payment/" in text and "#4242" in text
+    with schema_context("alpha"):
+        assert not ReconciliationRun.objects.exists()
+
+
+def test_a_statement_saying_unpaid_or_in_another_currency_is_a_status_or_currency_mismatch():
+    from payments.reconciliation import reconciliation_run_csv
+
+    first, second, third = _sandbox_paid(3)
+    other = "EUR" if first.currency != "EUR" else "USD"
+    statement = (
+        "out_trade_no\tamount\tcurrency\tstatus\n"
+        f"{first.token}\t15.00\t{other}\tsuccess\n"
+        f"{second.token}\t15.00\t\tclosed\n"
+        f"{third.token}\t15.00\t{third.currency.lower()}\t\n"
+    )
+    with schema_context("alpha"):
+        run = reconciliation_run_csv(provider="sandbox", day=timezone.localdate(), content=statement.encode())
+        assert _items(run) == {(Kind.CURRENCY, first.token), (Kind.OURS_PAID_GATEWAY_NOT, second.token)}
+        assert run.items.get(kind=Kind.CURRENCY).theirs_currency == other
+    assert (run.matched_count, run.theirs_count, run.theirs_total) == (1, 2, Decimal("15.00"))
