@@ -104,7 +104,7 @@ class ReconciliationRunAdmin(ModelAdmin):
         "finished_at",
     ]
     list_filter = ["status", "provider", "source", "day"]
-    search_fields = ["provider", "items__reference"]
+    search_fields = ["provider", "file_name"]
     date_hierarchy = "day"
     actions_list = ["run_day", "upload_csv"]
 
