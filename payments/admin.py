@@ -223,4 +223,4 @@ class ManualConfirmationAdmin(ReadOnlyAdmin):
         )
 
 
-import payments.wallet_admin  # noqa: E402,F401  (registers the wallet pages)
+from payments import reconciliation_admin, wallet_admin  # noqa: E402, F401 (register their pages)

@@ -18,3 +18,17 @@ class ManualConfirmationRefused(DomainError):
 
     code = "manual_confirmation_refused"
     default_message = "The payment could not be confirmed manually."
+
+
+class ReconciliationFailed(DomainError):
+    """A reconciliation that could not compare anything (no such source, gateway unreachable, …)."""
+
+    code = "reconciliation_failed"
+    default_message = "The reconciliation could not be run."
+
+
+class ReconciliationFileInvalid(DomainError):
+    """An uploaded gateway statement (CSV) that cannot be read; nothing is stored."""
+
+    code = "reconciliation_file_invalid"
+    default_message = "The file could not be read as a CSV statement."

@@ -33,6 +33,9 @@ class PaymentAttempt(models.Model):
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.CREATED)
     external_id = models.CharField(max_length=128, blank=True)  # the gateway's trade number
+    # A second gateway reference where the gateway reports payments under another id than the one we
+    # were given at start (Stripe: the PaymentIntent id, which its balance transactions carry).
+    gateway_reference = models.CharField(max_length=128, blank=True, db_index=True)
     created = models.DateTimeField(auto_now_add=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
 
@@ -166,3 +169,90 @@ class CustomerWallet(Account):
         verbose_name = _("customer wallet")
         verbose_name_plural = _("customer wallets")
         ordering = ["-updated"]
+
+
+class ReconciliationRun(models.Model):
+    """One comparison of a channel's day (shop time) with the gateway's records; one row per channel
+    and day. Re-running replaces its items; a failed re-run keeps the last successful comparison."""
+
+    class Source(models.TextChoices):
+        STRIPE_API = "stripe_api", _("Stripe balance transactions")
+        EPAY_QUERY = "epay_query", _("epay order queries")
+        CSV = "csv", _("Uploaded CSV")
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("Running")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
+
+    provider = models.CharField(_("channel"), max_length=32)
+    day = models.DateField(_("day"))
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.RUNNING)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    error_message = models.CharField(_("error"), max_length=255, blank=True)
+    file_name = models.CharField(_("file"), max_length=200, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    ours_count = models.PositiveIntegerField(_("our payments"), default=0)
+    ours_total = models.DecimalField(_("our total"), **MONEY, default=0)
+    theirs_count = models.PositiveIntegerField(_("gateway payments"), default=0)
+    theirs_total = models.DecimalField(_("gateway total"), **MONEY, default=0)
+    matched_count = models.PositiveIntegerField(_("matched"), default=0)
+    mismatch_count = models.PositiveIntegerField(_("mismatches"), default=0)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    compared_at = models.DateTimeField(_("last successful comparison"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("reconciliation run")
+        verbose_name_plural = _("reconciliation")
+        ordering = ["-day", "provider"]
+        constraints = [models.UniqueConstraint(fields=["provider", "day"], name="reconciliation_run_once_per_day")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.day} ({self.status})"
+
+
+class ReconciliationItem(models.Model):
+    """One mismatch between our payment records and the gateway's, for staff to look into."""
+
+    class Kind(models.TextChoices):
+        MISSING_AT_GATEWAY = "missing_at_gateway", _("Missing at the gateway")
+        MISSING_OURS = "missing_ours", _("Missing in our records")
+        AMOUNT = "amount_mismatch", _("Amount differs")
+        CURRENCY = "currency_mismatch", _("Currency differs")
+        GATEWAY_PAID_OURS_NOT = "gateway_paid_ours_not", _("Paid at the gateway, not in our records")
+        OURS_PAID_GATEWAY_NOT = "ours_paid_gateway_not", _("Paid in our records, not at the gateway")
+
+    run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="items")
+    kind = models.CharField(_("kind"), max_length=24, choices=Kind.choices)
+    reference = models.CharField(_("reference"), max_length=128)  # the gateway's trade number, else our token
+    attempt = models.ForeignKey(
+        PaymentAttempt, null=True, blank=True, on_delete=models.SET_NULL, related_name="reconciliation_items"
+    )
+    ours_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    ours_currency = models.CharField(max_length=3, blank=True)
+    ours_status = models.CharField(max_length=12, blank=True)
+    theirs_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    theirs_currency = models.CharField(max_length=3, blank=True)
+    theirs_status = models.CharField(max_length=32, blank=True)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolution_note = models.TextField(_("note"), blank=True)
+
+    class Meta:
+        verbose_name = _("reconciliation mismatch")
+        verbose_name_plural = _("reconciliation mismatches")
+        ordering = ["kind", "reference"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "kind", "reference"], name="reconciliation_item_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.reference}"

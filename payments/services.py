@@ -100,9 +100,10 @@ def _apply_success(attempt: PaymentAttempt, parsed: CallbackData) -> None:
     attempt.status = PaymentAttempt.Status.SUCCEEDED
     attempt.external_id = parsed.external_id
     attempt.succeeded_at = timezone.now()
+    attempt.gateway_reference = parsed.reference
     try:
         with transaction.atomic():
-            attempt.save(update_fields=["status", "external_id", "succeeded_at"])
+            attempt.save(update_fields=["status", "external_id", "succeeded_at", "gateway_reference"])
     except IntegrityError:
         raise CallbackRejected("trade number already used", code="duplicate_trade_no") from None
     if attempt.purpose == PaymentAttempt.Purpose.BRANCH_TOP_UP:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from celery.schedules import crontab
 from django.utils.translation import gettext_lazy as _
 
 from config.env import (
@@ -274,6 +275,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "core.tasks.branches_dispatch",
         "schedule": 120.0,
         "args": ["branch_api.upstream.tasks.upstream_retry_waiting_task"],
+    },
+    # Every shop: compare yesterday's payments with the gateways' records (Stripe, epay).
+    "payments-reconcile-yesterday": {
+        "task": "core.tasks.branches_dispatch",
+        "schedule": crontab(hour=2, minute=30),
+        "args": ["payments.tasks.reconciliation_daily_task"],
+        "kwargs": {"include_platform": True},
     },
 }
 # The worker writes a heartbeat key this often; /healthz calls the worker down when it is older

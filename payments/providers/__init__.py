@@ -23,6 +23,7 @@ class CallbackData:
     currency: str
     merchant: str
     succeeded: bool
+    reference: str = ""  # a second gateway id to keep, where reconciliation needs it (Stripe: PaymentIntent)
 
 
 class PaymentProvider(Protocol):

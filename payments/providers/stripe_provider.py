@@ -221,6 +221,7 @@ class StripeProvider:
             currency=currency,
             merchant=MERCHANT,
             succeeded=True,
+            reference=str(session.get("payment_intent") or "")[:128],
         )
 
     def callback_response(self, *, accepted: bool) -> HttpResponse:
