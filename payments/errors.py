@@ -18,3 +18,18 @@ class ManualConfirmationRefused(DomainError):
 
     code = "manual_confirmation_refused"
     default_message = "The payment could not be confirmed manually."
+
+
+class RefundRefused(DomainError):
+    """A refund that was not made; ``code`` says why (nothing was booked)."""
+
+    code = "refund_refused"
+    default_message = "The refund could not be made."
+
+
+class RefundOutcomeUnknown(DomainError):
+    """The gateway did not answer a refund: it may or may not have been made. The refund stays
+    pending (its amount stays reserved) until it is submitted again with the same idempotency key."""
+
+    code = "refund_outcome_unknown"
+    default_message = "The payment gateway did not answer. The refund is pending; retry it later."
