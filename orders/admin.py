@@ -94,6 +94,9 @@ class OrderLineInline(ReadOnlyInline):
     ]
     readonly_fields = fields
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("assignments")
+
     @display(description=_("Delivered codes"))
     def delivered_codes(self, obj: OrderLine):
         """Which vault codes the customer received, and whether the order was refunded after that."""
@@ -105,7 +108,7 @@ class OrderLineInline(ReadOnlyInline):
                 if a.refunded_at
                 else "",
             )
-            for a in obj.assignments.order_by("pk")
+            for a in sorted(obj.assignments.all(), key=lambda a: a.pk)
         ]
         return format_html_join(mark_safe("<br>"), '<a href="{}">#{}</a>{}', items) if items else "—"
 

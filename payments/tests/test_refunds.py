@@ -471,3 +471,36 @@ def test_the_refund_button_is_offered_only_for_paid_orders(staff_client):
     assert _refund_url(unpaid) not in staff_client.get(f"/admin/orders/order/{unpaid.pk}/change/").content.decode()
     page = staff_client.get(_refund_url(unpaid)).content.decode()
     assert 'data-testid="nothing-to-refund"' in page
+
+
+@pytest.mark.django_db
+def test_site_as_own_admin_refunds_its_own_orders(public_client, django_capture_on_commit_callbacks):
+    with schema_context("public"):
+        admin_user = get_user_model().objects.create_superuser("site-a-root", "root@site-a.test", "root-pass-12345")
+        order = _paid()
+    public_client.force_login(admin_user)
+    form = {"amount": "15.00", "destination": "outside", "reason": "refunded in the dashboard", "confirm": "on"}
+    with django_capture_on_commit_callbacks(execute=False):
+        response = public_client.post(_refund_url(order), form)
+    assert response.status_code == 302
+    with schema_context("public"):
+        assert Order.objects.get(pk=order.pk).status == S.REFUNDED
+        assert Refund.objects.get().staff == admin_user
+        assert ledger_check() == []
+    with schema_context("alpha"):
+        assert not Refund.objects.exists()  # nothing leaks into a branch
+
+
+@pytest.mark.django_db
+def test_staff_without_the_order_permission_cannot_refund(alpha_client):
+    with schema_context("alpha"):
+        order = _paid(customer=_customer())
+        clerk = get_user_model().objects.create_user(
+            username="clerk", email="clerk@alpha.test", password="clerk-pass-123", is_staff=True
+        )
+        alpha_client.force_login(clerk)
+    form = {"amount": "15.00", "destination": "wallet", "reason": "not allowed", "confirm": "on"}
+    assert alpha_client.post(_refund_url(order), form).status_code == 403
+    assert alpha_client.post(f"/admin/orders/order/{order.pk}/refund-to-wallet/").status_code == 403
+    with schema_context("alpha"):
+        assert not Refund.objects.exists()
