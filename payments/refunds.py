@@ -44,12 +44,19 @@ GATEWAY_ACCEPTED = {"succeeded", "pending", "requires_action"}
 
 
 def _can_refund_to_channel(order: Order) -> bool:
-    provider = PROVIDERS.get(order.payment_provider)
-    return order.payment_provider == WALLET_PROVIDER or callable(getattr(provider, "refund", None))
+    if order.payment_provider == WALLET_PROVIDER:
+        return bool(order.customer_id)  # the wallet of a deleted account is gone
+    return callable(getattr(PROVIDERS.get(order.payment_provider), "refund", None))
+
+
+def _to_wallet(refund: Refund) -> bool:
+    return refund.destination == D.WALLET or (refund.destination == D.CHANNEL and refund.provider == WALLET_PROVIDER)
 
 
 def refund_destinations(order: Order) -> list[str]:
     """Where a refund of ``order`` may go, the original channel first when it can take one."""
+    if order.payment_provider == WALLET_PROVIDER and not order.customer_id:
+        return [D.OUTSIDE]
     destinations = []
     if _can_refund_to_channel(order):
         destinations.append(D.CHANNEL)
@@ -143,7 +150,7 @@ def refund_create(*, order_id: int, amount, destination: str, staff, reason: str
             staff=staff if getattr(staff, "is_authenticated", False) else None,
             reason=reason[:255],
         )
-        if destination != D.CHANNEL or order.payment_provider == WALLET_PROVIDER:
+        if destination != D.CHANNEL or _to_wallet(refund):
             _settle(order, refund)  # no gateway involved: booked at once
             return refund
     return refund_submit(refund_id=refund.pk)
@@ -211,7 +218,7 @@ def _fail(refund: Refund, error: str, *, gateway_id: str = "", gateway_status: s
 
 def _settle(order: Order, refund: Refund) -> None:
     """Book a refund and move the order on; the caller holds the order's row lock."""
-    if refund.destination == D.WALLET or refund.provider == WALLET_PROVIDER:
+    if _to_wallet(refund):
         credit = wallet_account(order.customer).code
     else:
         # The money leaves the shop through the gateway it came in by (or did so outside the system).
