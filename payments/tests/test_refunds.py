@@ -334,6 +334,28 @@ def test_refunding_an_order_awaiting_stock_closes_it_and_releases_its_reservatio
         assert ledger_check() == []
 
 
+@pytest.mark.django_db
+def test_a_partial_refund_of_a_manual_order_closes_it_and_gives_the_manual_stock_back(
+    django_capture_on_commit_callbacks,
+):
+    with schema_context("alpha"), django_capture_on_commit_callbacks(execute=False):
+        variant = product_with_codes(codes=0, price="5.00", delivery_mode="manual")
+        Variant.objects.filter(pk=variant.pk).update(manual_stock=3)
+        order = place(variant, 2)
+        assert pay(order) == (True, "ok")
+        order.refresh_from_db()
+        assert order.status == S.MANUAL_FULFILMENT
+        assert Variant.objects.get(pk=variant.pk).manual_stock == 1
+
+        refund_create(order_id=order.pk, amount="4.00", destination=D.CHANNEL, staff=_staff(), reason="goodwill")
+
+        order.refresh_from_db()
+        assert order.status == S.PARTIALLY_REFUNDED  # closed: no longer in the fulfilment queue
+        assert Variant.objects.get(pk=variant.pk).manual_stock == 3
+        assert order_refundable_amount(order) == order.total - Decimal("4.00")
+        assert ledger_check() == []
+
+
 # --- concurrency -----------------------------------------------------------------------------------
 
 
@@ -434,6 +456,15 @@ def test_the_admin_refund_page_refunds_with_a_confirmation_and_shows_errors_as_m
     client.post("/accounts/login/", {"login": customer.email, "password": PASSWORD})
     mine = client.get(f"/orders/{order.number}/").content.decode()
     assert 'data-testid="refund"' in mine and "5.00" in mine and 'data-testid="code"' in mine
+
+    # Refunded in full: the page says so and no longer shows the codes.
+    with django_capture_on_commit_callbacks(execute=False):
+        rest = staff_client.post(_refund_url(order), {**form, "amount": "10.00", "confirm": "on"})
+    assert rest.status_code == 302
+    mine = client.get(f"/orders/{order.number}/").content.decode()
+    assert "This order was refunded." in mine and mine.count('data-testid="refund"') == 2
+    assert 'data-testid="code"' not in mine
+    assert client.get(f"/orders/{order.number}/codes.txt").status_code == 404
 
 
 @pytest.mark.django_db
