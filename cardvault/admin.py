@@ -20,7 +20,8 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import RelatedDropdownFilter, TextFilter
@@ -75,6 +76,19 @@ class BatchNumberFilter(TextFilter):
     def queryset(self, request, queryset):
         value = (self.value() or "").strip().lstrip("#")
         return queryset.filter(batch_id=int(value)) if value.isdigit() and len(value) < 19 else queryset
+
+
+class RefundedAfterDeliveryFilter(admin.SimpleListFilter):
+    title = _("refunded after delivery")
+    parameter_name = "refunded"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Delivered, then the order was refunded"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(assignments__refunded_at__isnull=False).distinct()
+        return queryset
 
 
 class DateInput(forms.DateInput):
@@ -454,14 +468,15 @@ class ExportForm(forms.Form):
 @admin.register(Card)
 class CardAdmin(ModelAdmin):
     list_display = ["id", "variant", "batch_link", "status_display", "reusable", "uses", "reserved_until", "created"]
-    list_filter = ["status", ("variant", VariantFilter), BatchNumberFilter, "reusable", "created"]
+    list_filter = ["status", ("variant", VariantFilter), BatchNumberFilter, RefundedAfterDeliveryFilter, "reusable"]
+    list_filter += ["created"]
     list_filter_submit = True
     list_select_related = ["variant__product"]
     search_fields = ["=id"]
     search_help_text = _("Paste a whole code to find it in the vault (exact match), or a code's number.")
     # The ciphertext and the digest are never shown: there is nothing to read in them.
     fields = ["variant", "batch", "status", "reusable", "max_uses", "use_count", "reserved_until", "reserved_for"]
-    fields += ["key_version", "created", "sold_at"]
+    fields += ["key_version", "created", "sold_at", "delivered_on"]
     readonly_fields = fields
     actions = ["void_available", "export_csv", "export_xlsx"]
     actions_list = ["export_filtered"]
@@ -507,6 +522,21 @@ class CardAdmin(ModelAdmin):
     )
     def status_display(self, obj: Card):
         return obj.status, obj.get_status_display()
+
+    @display(description=_("Delivered on"))
+    def delivered_on(self, obj: Card):
+        """The orders this code went to, flagged when the order was refunded after delivery."""
+        items = [
+            (
+                reverse("admin:orders_order_change", args=[a.order_line.order_id]),
+                a.order_line.order.number,
+                _(" — refunded after delivery %(when)s") % {"when": a.refunded_at.strftime("%Y-%m-%d %H:%M")}
+                if a.refunded_at
+                else "",
+            )
+            for a in obj.assignments.select_related("order_line__order").order_by("pk")
+        ]
+        return format_html_join(mark_safe("<br>"), '<a href="{}">{}</a>{}', items) if items else "—"
 
     @display(description=_("Uses"))
     def uses(self, obj: Card) -> str:

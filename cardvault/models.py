@@ -106,6 +106,9 @@ class CardAssignment(models.Model):
     reusable = models.BooleanField(default=False)
     unit_cost = models.DecimalField(**MONEY)
     created = models.DateTimeField(auto_now_add=True)
+    # Set when the order was refunded after this code was delivered: the customer still has the code
+    # (it never goes back to stock), and staff see that in the order and the vault.
+    refunded_at = models.DateTimeField(_("refunded after delivery"), null=True, blank=True)
 
     class Meta:
         constraints = [

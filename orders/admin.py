@@ -21,8 +21,9 @@ from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminTextareaWidget,
 
 from core.errors import DomainError
 from orders.models import Order, OrderEvent, OrderLine
-from orders.services import order_fulfil_manually, order_retry_delivery
+from orders.services import REFUNDABLE, order_fulfil_manually, order_retry_delivery
 from payments.manual import CONFIRMABLE, MIN_REASON_LENGTH, confirmation_password_is_set, payment_confirm_manually
+from payments.refunds_admin import RefundInline, refund_to_wallet_action, refund_to_wallet_view, refund_view
 
 S = Order.Status
 QUEUE = (S.MANUAL_FULFILMENT, S.AWAITING_STOCK, S.AWAITING_UPSTREAM)
@@ -36,6 +37,7 @@ STATUS_COLOURS = {
     S.EXPIRED: "",
     S.CANCELLED: "",
     S.REFUNDED: "",
+    S.PARTIALLY_REFUNDED: "warning",
 }
 
 
@@ -88,8 +90,27 @@ class OrderLineInline(ReadOnlyInline):
         "price_rule",
         "customer_input",
         "fulfilment_note",
+        "delivered_codes",
     ]
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("assignments")
+
+    @display(description=_("Delivered codes"))
+    def delivered_codes(self, obj: OrderLine):
+        """Which vault codes the customer received, and whether the order was refunded after that."""
+        items = [
+            (
+                reverse("admin:cardvault_card_change", args=[a.card_id]),
+                a.card_id,
+                _(" — refunded after delivery %(when)s") % {"when": a.refunded_at.strftime("%Y-%m-%d %H:%M")}
+                if a.refunded_at
+                else "",
+            )
+            for a in sorted(obj.assignments.all(), key=lambda a: a.pk)
+        ]
+        return format_html_join(mark_safe("<br>"), '<a href="{}">#{}</a>{}', items) if items else "—"
 
     @display(description=_("Customer input"))
     def customer_input(self, obj: OrderLine):
@@ -163,10 +184,10 @@ class OrderAdmin(ModelAdmin):
         "delivery_email_sent_at",
     ]
     readonly_fields = fields
-    inlines = [OrderLineInline, OrderEventInline]
-    actions = ["retry_delivery"]
+    inlines = [OrderLineInline, OrderEventInline, RefundInline]
+    actions = ["retry_delivery", "refund_to_wallet"]
     actions_list = ["fulfilment_queue"]
-    actions_detail = ["fulfil", "confirm_payment"]
+    actions_detail = ["fulfil", "confirm_payment", "refund"]
 
     def has_add_permission(self, request):
         return False  # orders are placed by customers
@@ -192,7 +213,23 @@ class OrderAdmin(ModelAdmin):
         )
         if not unpaid:
             actions = [a for a in actions if a.action_name != "orders_order_confirm_payment"]
+        refundable = (
+            str(object_id).isdigit()
+            and Order.objects.filter(pk=object_id, status__in=REFUNDABLE, paid_at__isnull=False).exists()
+        )
+        if not refundable:
+            actions = [a for a in actions if a.action_name != "orders_order_refund"]
         return actions
+
+    def get_urls(self):
+        from django.urls import path
+
+        wallet = path(
+            "<path:object_id>/refund-to-wallet/",
+            self.admin_site.admin_view(lambda request, object_id: refund_to_wallet_view(self, request, object_id)),
+            name="orders_order_refund_to_wallet",
+        )
+        return [wallet, *super().get_urls()]
 
     @display(description=_("Status"), ordering="status", label=STATUS_COLOURS)
     def status_display(self, obj: Order):
@@ -331,3 +368,12 @@ class OrderAdmin(ModelAdmin):
             "change_url": reverse("admin:orders_order_change", args=[order.pk]),
         }
         return TemplateResponse(request, "admin/orders/order/confirm_payment.html", context)
+
+    @action(description=_("Refund"), url_path="refund", permissions=["fulfil"], icon="currency_exchange")
+    def refund(self, request, object_id):
+        """Refund all or part of a paid order to its payment channel or the customer's wallet."""
+        return refund_view(self, request, object_id)
+
+    @action(description=_("Refund to the wallet (orders awaiting stock)"), permissions=["fulfil"])
+    def refund_to_wallet(self, request, queryset):
+        refund_to_wallet_action(self, request, queryset)

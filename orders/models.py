@@ -20,6 +20,7 @@ class Order(models.Model):
         EXPIRED = "expired", _("Expired")
         CANCELLED = "cancelled", _("Cancelled")
         REFUNDED = "refunded", _("Refunded")
+        PARTIALLY_REFUNDED = "partially_refunded", _("Partially refunded")
 
     class Source(models.TextChoices):
         STOREFRONT = "storefront", _("Storefront")
@@ -56,7 +57,13 @@ class Order(models.Model):
 
     @property
     def is_final(self) -> bool:
-        return self.status in {self.Status.DELIVERED, self.Status.EXPIRED, self.Status.CANCELLED, self.Status.REFUNDED}
+        return self.status in {
+            self.Status.DELIVERED,
+            self.Status.EXPIRED,
+            self.Status.CANCELLED,
+            self.Status.REFUNDED,
+            self.Status.PARTIALLY_REFUNDED,
+        }
 
 
 class OrderLine(models.Model):

@@ -7,6 +7,8 @@ State machine (every transition writes an OrderEvent in the same transaction):
            │            └──▶ awaiting_stock    ──▶ delivered   (stock arrived / staff)
            ├──expire──▶ expired ──late payment──▶ delivered | awaiting_stock
            └──cancel──▶ cancelled
+
+    any paid state ──refund──▶ partially_refunded ──refund──▶ … ──▶ refunded   (payments.refunds)
 """
 
 from __future__ import annotations
@@ -453,3 +455,39 @@ def orders_retry_awaiting_stock(*, variant_id: int) -> int:
             continue  # someone else handled it meanwhile
         delivered += order.status == S.DELIVERED
     return delivered
+
+
+REFUNDABLE = (
+    S.PAID,
+    S.DELIVERED,
+    S.AWAITING_STOCK,
+    S.MANUAL_FULFILMENT,
+    S.AWAITING_UPSTREAM,
+    S.PARTIALLY_REFUNDED,
+)
+
+
+def order_refund_record(*, order: Order, refunded_total: Decimal, actor=None, message: str = "") -> Order:
+    """Move a paid order to partially refunded / refunded after a refund settled. The caller holds
+    the order's row lock (``payments.refunds``) and has booked the money.
+
+    Delivered codes stay with the customer and are flagged ``refunded_at`` (never back to stock); a
+    refund of an order still waiting for fulfilment closes it: codes still reserved for it and
+    counted manual stock of undelivered units go back.
+    """
+    if order.status not in REFUNDABLE:
+        raise OrderStateError()
+    now = timezone.now()
+    from cardvault.models import CardAssignment
+
+    CardAssignment.objects.filter(order_line__order=order, refunded_at__isnull=True).update(refunded_at=now)
+    if order.status != S.DELIVERED and order.status != S.PARTIALLY_REFUNDED:
+        for line in order.lines.select_related("variant"):
+            cards_release_for_line(line_id=line.pk)
+            undelivered = line.quantity - line.delivered_quantity
+            manual = line.delivery_mode == Product.DeliveryMode.MANUAL and line.variant.manual_stock is not None
+            if manual and undelivered > 0:
+                Variant.objects.filter(pk=line.variant_id).update(manual_stock=F("manual_stock") + undelivered)
+    to_status = S.REFUNDED if refunded_total >= order.total else S.PARTIALLY_REFUNDED
+    _transition(order, to_status, actor=actor, message=message)
+    return order

@@ -68,3 +68,28 @@ def order_staff_alert_task(order_id: int, reason: str) -> None:
     }
     for user in staff.only("email")[:20]:
         email_send(key="staff_order_alert", to=user.email, context=context, reference=order.number)
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=8, default_retry_delay=60)
+def order_refund_email_task(self, refund_id: int) -> None:
+    """Tell the customer about a settled refund, once (claimed like the delivery e-mail)."""
+    from core.urls import shop_base_url
+    from notifications.services import email_send
+    from payments.models import Refund
+
+    claimed = Refund.objects.filter(
+        pk=refund_id, status=Refund.Status.SUCCEEDED, customer_notified_at__isnull=True
+    ).update(customer_notified_at=timezone.now())
+    if not claimed:
+        return
+    refund = Refund.objects.select_related("order").get(pk=refund_id)
+    tenant = getattr(connection, "tenant", None)
+    context = {
+        "order": refund.order,
+        "refund": refund,
+        "shop_name": getattr(tenant, "name", ""),
+        "order_url": f"{shop_base_url()}/orders/{refund.order.number}/",
+    }
+    if not email_send(key="order_refunded", to=refund.order.email, context=context, reference=refund.order.number):
+        Refund.objects.filter(pk=refund_id).update(customer_notified_at=None)
+        raise self.retry()

@@ -32,3 +32,18 @@ class ReconciliationFileInvalid(DomainError):
 
     code = "reconciliation_file_invalid"
     default_message = "The file could not be read as a CSV statement."
+
+
+class RefundRefused(DomainError):
+    """A refund that was not made; ``code`` says why (nothing was booked)."""
+
+    code = "refund_refused"
+    default_message = "The refund could not be made."
+
+
+class RefundOutcomeUnknown(DomainError):
+    """The gateway did not answer a refund: it may or may not have been made. The refund stays
+    pending (its amount stays reserved) until it is submitted again with the same idempotency key."""
+
+    code = "refund_outcome_unknown"
+    default_message = "The payment gateway did not answer. The refund is pending; retry it later."

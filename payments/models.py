@@ -256,3 +256,49 @@ class ReconciliationItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.reference}"
+
+
+class Refund(models.Model):
+    """Money given back on an order, whole or in part (``payments.refunds``).
+
+    A refund to a gateway is recorded ``pending`` before the gateway is called and settled afterwards,
+    so the sum of pending and succeeded refunds of an order never exceeds what was paid.
+    """
+
+    class Destination(models.TextChoices):
+        CHANNEL = "channel", _("Original payment channel")
+        WALLET = "wallet", _("Customer's wallet")
+        OUTSIDE = "outside", _("Refunded outside the system (e.g. in the gateway's dashboard)")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="refunds")
+    amount = models.DecimalField(_("amount"), **MONEY)
+    currency = models.CharField(_("currency"), max_length=3)
+    destination = models.CharField(_("destination"), max_length=12, choices=Destination.choices)
+    provider = models.CharField(_("payment method"), max_length=32, blank=True)
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.PENDING)
+    # Sent to the gateway as the idempotency key: a retried submission never refunds twice.
+    token = models.CharField(max_length=64, unique=True)
+    gateway_refund_id = models.CharField(_("gateway refund id"), max_length=128, blank=True)
+    gateway_status = models.CharField(_("gateway status"), max_length=32, blank=True)
+    error = models.CharField(_("error"), max_length=255, blank=True)
+    staff = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(_("reason"), max_length=255)
+    created = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    completed_at = models.DateTimeField(_("completed"), null=True, blank=True)
+    customer_notified_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
+        ordering = ["-created"]
+        constraints = [models.CheckConstraint(name="refund_amount_positive", condition=models.Q(amount__gt=0))]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} → {self.get_destination_display()} ({self.status})"

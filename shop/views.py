@@ -120,10 +120,14 @@ def _codes_text(delivered) -> str:
     return "\n".join(rows)
 
 
+# A partially refunded order keeps the codes the customer received; a wholly refunded one hides them.
+CODES_SHOWN = (Order.Status.DELIVERED, Order.Status.PARTIALLY_REFUNDED)
+
+
 def _order_context(request, order: Order) -> dict:
     can_see = order_viewer_may_see_codes(request, order)
     delivered = []
-    if can_see and order.status == Order.Status.DELIVERED:
+    if can_see and order.status in CODES_SHOWN:
         delivered = order_delivered_codes(
             order,
             channel=CardReveal.Channel.ORDER_PAGE,
@@ -143,6 +147,10 @@ def _order_context(request, order: Order) -> dict:
             if can_see and order.status == Order.Status.PENDING_PAYMENT
             else []
         ),
+        # Queried only for refunded orders: every other order page keeps its query count.
+        "refunds": order.refunds.filter(status="succeeded").order_by("created")
+        if order.status in (Order.Status.REFUNDED, Order.Status.PARTIALLY_REFUNDED)
+        else [],
     }
 
 
@@ -162,7 +170,7 @@ def order_status(request, number: str):
 @never_cache
 def order_codes_txt(request, number: str):
     order = get_object_or_404(Order, number=number.upper())
-    if not order_viewer_may_see_codes(request, order) or order.status != Order.Status.DELIVERED:
+    if not order_viewer_may_see_codes(request, order) or order.status not in CODES_SHOWN:
         raise Http404("no codes here")
     delivered = order_delivered_codes(
         order,

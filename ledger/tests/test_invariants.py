@@ -9,12 +9,15 @@ branch API (the service and the signed HTTP API, with wrong totals and reused re
 alpha's purchases from Site A for its customers' orders (``upstream_fulfil`` against Site A served
 in-process), with Site A changing its prices and alpha syncing its catalog now and then.
 
+Staff also refund paid orders now and then (all or part, to the sandbox or recorded as done outside).
+
 Then, for each schema: every journal transaction balances, every cached balance equals its entries,
 no single-use code is assigned twice, sold codes match assignments exactly (reusable codes: uses),
 no account that may not go negative is below zero on its natural side, inventory equals the cost of
-the codes still in stock, revenue equals what paid orders sold, and delivered lines hold what they
-delivered. Across the two schemas: alpha's balance at Site A is its top-ups minus its purchases, and
-each purchase alpha made for a customer is exactly one sale at Site A, of the same codes.
+the codes still in stock, revenue equals what paid orders sold, refunds never exceed what was paid, and
+delivered lines hold what they delivered. Across the two schemas: alpha's balance at Site A is its
+top-ups minus its purchases, and each purchase alpha made for a customer is exactly one sale at Site
+A, of the same codes.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db.models import Count, F, Sum
+from django.db.models import Count, Exists, F, OuterRef, Sum
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -51,11 +54,13 @@ from branch_api.upstream.tests.conftest import SiteATransport, _branch_reset
 from cardvault.models import Card, CardAssignment
 from cardvault.services import cards_reveal, cards_void, codes_parse_text, import_commit
 from catalog.models import Product, Variant
+from catalog.pricing import money
 from core.errors import DomainError
 from ledger.models import Account, Entry, Transaction
 from ledger.services import ledger_check
 from orders.models import ManualDelivery, Order, OrderLine
 from orders.services import (
+    REFUNDABLE,
     CartItem,
     order_cancel,
     order_expire,
@@ -63,7 +68,10 @@ from orders.services import (
     order_place,
     orders_retry_awaiting_stock,
 )
+from payments.errors import RefundRefused
+from payments.models import Refund
 from payments.providers.sandbox import SandboxProvider
+from payments.refunds import order_refundable_amount, refund_create
 from payments.services import payment_callback_handle, payment_start
 from tenants.models import Branch
 from tests.commerce import product_with_codes
@@ -265,6 +273,33 @@ class Run:
         order_fulfil_manually(order_id=order_id, actor=None, codes=codes, note="done by hand")
         self.done["fulfil manually"] += 1
 
+    def op_refund(self, schema: str) -> None:
+        """Staff refund all or part of what is left of a paid storefront order (not one whose codes are
+        still being bought from Site A); now and then they ask for a cent too much."""
+        open_upstream = OrderLine.objects.filter(
+            order=OuterRef("pk"), delivery_mode=Product.DeliveryMode.UPSTREAM, delivered_quantity__lt=F("quantity")
+        )
+        order_id = self.pick(
+            Order.objects.filter(source=Order.Source.STOREFRONT, status__in=[*REFUNDABLE])
+            .exclude(status__in=[S.PAID, S.AWAITING_UPSTREAM])
+            .filter(~Exists(open_upstream))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        if order_id is None:
+            return
+        left = order_refundable_amount(Order.objects.get(pk=order_id))
+        amount = left if self.rng.random() < 0.5 else max(money(left * D(self.rng.choice(["0.25", "0.5"]))), D("0.01"))
+        destination = self.rng.choice([Refund.Destination.CHANNEL, Refund.Destination.OUTSIDE])
+        if self.rng.random() < 0.15:
+            too_much = left + D("0.01")
+            with pytest.raises(RefundRefused):
+                refund_create(order_id=order_id, amount=too_much, destination=destination, staff=None, reason="rnd")
+            self.done["refund refused"] += 1
+            return
+        refund_create(order_id=order_id, amount=amount, destination=destination, staff=None, reason="randomized run")
+        self.done["refund"] += 1
+
     def op_void(self, schema: str) -> None:
         available = list(Card.objects.filter(status=Card.Status.AVAILABLE).order_by("pk").values_list("pk", flat=True))
         if not available:
@@ -376,6 +411,7 @@ class Run:
         "fulfil_manually": 4,
         "void": 3,
         "retry_stock": 3,
+        "refund": 3,
     }
     SITE_OPS = {
         "top_up": 4,
@@ -491,6 +527,22 @@ def _schema_invariants(schema: str) -> None:
         assert not CardAssignment.objects.filter(order_line__order__in=unpaid).exists()
         assert set(unpaid.values_list("status", flat=True)) <= {S.PENDING_PAYMENT, S.EXPIRED, S.CANCELLED}
 
+        # Refunds never exceed what was paid, the order's status says how much went back, and the
+        # refunds account holds exactly the refunds made.
+        refunded = dict(
+            Refund.objects.filter(status=Refund.Status.SUCCEEDED)
+            .values("order_id")
+            .annotate(total=Sum("amount"))
+            .values_list("order_id", "total")
+        )
+        for order in Order.objects.filter(pk__in=refunded):
+            assert refunded[order.pk] <= order.total, f"{schema}: order {order.number} over-refunded"
+            expected = S.REFUNDED if refunded[order.pk] == order.total else S.PARTIALLY_REFUNDED
+            assert order.status == expected, f"{schema}: order {order.number} is {order.status}"
+        assert not Order.objects.filter(status__in=[S.REFUNDED, S.PARTIALLY_REFUNDED]).exclude(pk__in=refunded).exists()
+        refunds = Account.objects.filter(code="refunds").first()
+        assert (refunds.balance if refunds else D("0")) == sum(refunded.values(), D("0")), f"{schema}: refunds"
+
         # Each line delivered what its codes (or the staff) delivered; delivered orders delivered everything.
         assignments = dict(
             CardAssignment.objects.values("order_line_id").annotate(n=Count("id")).values_list("order_line_id", "n")
@@ -542,7 +594,8 @@ def test_ledger_invariants_hold_after_a_randomized_run(site_a_in_process):
     run.drain()
 
     # The run did exercise what it claims to (a change to the mix must not silently test less).
-    for kind in ("import", "place", "pay", "expire", "cancel", "pay late", "fulfil manually", "void", "api purchase"):
+    kinds = ("import", "place", "pay", "expire", "cancel", "pay late", "fulfil manually", "void", "api purchase")
+    for kind in (*kinds, "refund", "refund refused"):
         assert run.done[kind] > 0, (kind, dict(run.done))
     assert run.done["upstream delivered"] > 0 and run.done["signed purchase"] > 0, dict(run.done)
     assert ("POST", "/api/branch/v1/orders") in site_a_in_process.calls  # alpha's purchases went through Site A's API

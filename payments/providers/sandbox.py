@@ -44,6 +44,11 @@ class SandboxProvider:
     def start_url(self, *, attempt, request) -> str:
         return reverse("sandbox-gateway", kwargs={"token": attempt.token})
 
+    def refund(self, *, attempt, amount: Decimal, idempotency_key: str) -> tuple[str, str]:
+        """A simulated instant refund: the sandbox holds no money, so it always succeeds."""
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:16].upper()
+        return f"SBXR{digest}", "succeeded"
+
     def notification(self, *, attempt, succeeded: bool = True) -> dict:
         """The signed notification the gateway sends when the customer pays (or fails) on its page."""
         data = {

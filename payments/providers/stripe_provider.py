@@ -21,7 +21,7 @@ from django.http import HttpResponse
 from django.urls import reverse
 
 from payments.channels import channel_secret_fields, payment_channel_get
-from payments.errors import CallbackRejected, ProviderUnavailable
+from payments.errors import CallbackRejected, ProviderUnavailable, RefundOutcomeUnknown
 from payments.providers import CallbackData
 
 CODE = "stripe"
@@ -163,6 +163,38 @@ class StripeProvider:
         attempt.external_id = session_id[:128]
         attempt.save(update_fields=["external_id"])
         return url
+
+    def refund(self, *, attempt, amount: Decimal, idempotency_key: str) -> tuple[str, str]:
+        """Refund ``amount`` of a paid attempt through Stripe; returns (refund id, Stripe's status).
+
+        The payment intent is read from the attempt's Checkout Session (network I/O: call it outside
+        any transaction). Raises ``ProviderUnavailable`` when Stripe refuses or cannot be reached; the
+        idempotency key makes a retried call return the same refund instead of a second one.
+        """
+        config, secret_key, _webhook_secret = self._settings(enabled_only=False)
+        client = self._client(config, secret_key)
+        try:
+            session = client.v1.checkout.sessions.retrieve(attempt.external_id)
+            payment_intent = getattr(session, "payment_intent", None)
+            payment_intent = str(getattr(payment_intent, "id", payment_intent) or "")
+            if not payment_intent:
+                raise ProviderUnavailable("Stripe has no payment for this checkout session.")
+            refund = client.v1.refunds.create(
+                params={
+                    "payment_intent": payment_intent,
+                    "amount": to_minor_units(amount, attempt.currency),
+                    "metadata": {"token": attempt.token},
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+            raise RefundOutcomeUnknown() from exc
+        except stripe.APIError as exc:  # Stripe's own failure (5xx): the refund may have been made
+            raise RefundOutcomeUnknown() from exc
+        except stripe.StripeError as exc:
+            message = getattr(exc, "user_message", None) or "Stripe refused the refund."
+            raise ProviderUnavailable(str(message)[:200]) from None
+        return str(getattr(refund, "id", "") or "")[:128], str(getattr(refund, "status", "") or "")[:32]
 
     def raw_callback_data(self, *, body: bytes, headers) -> dict:
         """What the callback view hands to ``payment_callback_handle``: the raw body and the signature.

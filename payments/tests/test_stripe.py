@@ -30,16 +30,58 @@ CALLBACK = "/payments/callback/stripe/"
 
 
 class FakeStripe:
-    """``POST /v1/checkout/sessions`` answers a session; every request is recorded."""
+    """``POST /v1/checkout/sessions`` answers a session, ``GET /v1/checkout/sessions/<id>`` a paid one
+    (payment intent ``pi_<id>``), ``POST /v1/refunds`` a refund (the same one again for a repeated
+    Idempotency-Key, as Stripe does; ``refund_error`` = (status, body) makes it fail); every request
+    is recorded."""
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        self.refunds: dict[str, dict] = {}  # by idempotency key
+        self.refund_error: tuple[int, dict] | None = None
         api = self
 
         class Handler(BaseHTTPRequestHandler):
+            def _answer(self, status: int, answer: dict) -> None:
+                body = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                api.requests.append({"method": "GET", "path": self.path, "headers": dict(self.headers), "form": {}})
+                session_id = self.path.removeprefix("/v1/checkout/sessions/")
+                if session_id == self.path or not session_id.startswith("cs_"):
+                    self._answer(404, {"error": {"type": "invalid_request_error", "message": "no such session"}})
+                    return
+                self._answer(
+                    200,
+                    {"id": session_id, "object": "checkout.session", "payment_intent": f"pi_{session_id}"},
+                )
+
+            def _refund(self, form: dict) -> None:
+                if api.refund_error is not None:
+                    self._answer(*api.refund_error)
+                    return
+                key = self.headers.get("Idempotency-Key", "")
+                if key not in api.refunds:
+                    api.refunds[key] = {
+                        "id": f"re_test_{len(api.refunds) + 1}",
+                        "object": "refund",
+                        "amount": int(form["amount"]),
+                        "payment_intent": form["payment_intent"],
+                        "status": "succeeded",
+                    }
+                self._answer(200, api.refunds[key])
+
             def do_POST(self):
                 form = dict(parse_qsl(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()))
                 api.requests.append({"path": self.path, "headers": dict(self.headers), "form": form})
+                if self.path == "/v1/refunds":
+                    self._refund(form)
+                    return
                 if self.path != "/v1/checkout/sessions":
                     status, answer = 404, {"error": {"type": "invalid_request_error", "message": "no such path"}}
                 else:
@@ -56,12 +98,7 @@ class FakeStripe:
                             "payment_status": "unpaid",
                         },
                     )
-                body = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._answer(status, answer)
 
             def log_message(self, *args):
                 pass

@@ -1,0 +1,274 @@
+"""Refunds: staff give back all or part of what a customer paid for an order.
+
+Destinations (``Refund.Destination``):
+
+- ``channel`` — the way the customer paid: Stripe (a real Refund on the shop's account, one
+  idempotency key per refund), the sandbox (an instant simulated refund), or the wallet for an order
+  paid from the wallet. A provider can refund through its gateway when it has a ``refund`` method;
+  易支付 V1 has no refund API, so it has none.
+- ``wallet`` — credited to the customer's wallet (``wallet:<user id>``); guests have none.
+- ``outside`` — staff already gave the money back in the gateway's own dashboard; only recorded.
+
+The sum of an order's pending and succeeded refunds never exceeds what was paid: that is checked and
+the refund recorded ``pending`` under the order's row lock. A gateway is called afterwards, outside any
+transaction (record pending → call → settle), like ``payments.services._attempt_open`` does for starting
+payments. Settling books the ledger (``refunds`` debited, wallet or payment clearing credited, one
+transaction per refund, keyed by its token), moves the order to partially refunded / refunded with a
+history entry, flags the codes the customer already received, and e-mails the customer.
+"""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal, InvalidOperation
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from catalog.pricing import money
+from ledger.services import Line, ledger_post
+from orders.models import Order
+from orders.services import REFUNDABLE, order_refund_record
+from payments.errors import ProviderUnavailable, RefundOutcomeUnknown, RefundRefused
+from payments.models import PaymentAttempt, Refund
+from payments.providers import PROVIDERS
+from payments.wallet import PROVIDER_CODE as WALLET_PROVIDER
+from payments.wallet import wallet_account
+
+D = Refund.Destination
+MIN_REASON_LENGTH = 3
+# Stripe accepts a refund as "pending" for some payment methods; the money is on its way back.
+GATEWAY_ACCEPTED = {"succeeded", "pending", "requires_action"}
+
+
+def _can_refund_to_channel(order: Order) -> bool:
+    if order.payment_provider == WALLET_PROVIDER:
+        return bool(order.customer_id)  # the wallet of a deleted account is gone
+    return callable(getattr(PROVIDERS.get(order.payment_provider), "refund", None))
+
+
+def _to_wallet(refund: Refund) -> bool:
+    return refund.destination == D.WALLET or (refund.destination == D.CHANNEL and refund.provider == WALLET_PROVIDER)
+
+
+def refund_destinations(order: Order) -> list[str]:
+    """Where a refund of ``order`` may go, the original channel first when it can take one."""
+    if order.payment_provider == WALLET_PROVIDER and not order.customer_id:
+        return [D.OUTSIDE]
+    destinations = []
+    if _can_refund_to_channel(order):
+        destinations.append(D.CHANNEL)
+    if order.customer_id and order.payment_provider != WALLET_PROVIDER:
+        destinations.append(D.WALLET)
+    if order.payment_provider != WALLET_PROVIDER:
+        destinations.append(D.OUTSIDE)
+    return destinations
+
+
+def order_refunded_amount(order: Order, *, include_pending: bool = True) -> Decimal:
+    """What has been refunded (by default with refunds still at the gateway) on ``order``."""
+    statuses = [Refund.Status.SUCCEEDED, *([Refund.Status.PENDING] if include_pending else [])]
+    total = Refund.objects.filter(order=order, status__in=statuses).aggregate(total=Sum("amount"))["total"]
+    return total or Decimal("0.00")
+
+
+def order_refundable_amount(order: Order) -> Decimal:
+    """What may still be refunded: the amount paid minus every pending or succeeded refund."""
+    if order.paid_at is None or order.status not in REFUNDABLE:
+        return Decimal("0.00")
+    return max(order.total - order_refunded_amount(order), Decimal("0.00"))
+
+
+def _parse_amount(amount) -> Decimal:
+    try:
+        value = money(Decimal(str(amount).strip()))
+    except (InvalidOperation, ArithmeticError, ValueError):
+        raise RefundRefused(_("Enter a valid amount."), field="amount", code="invalid_amount") from None
+    if not value.is_finite() or value <= 0:
+        raise RefundRefused(_("The amount must be more than zero."), field="amount", code="invalid_amount")
+    return value
+
+
+def _check(order: Order, *, amount: Decimal, destination: str) -> None:
+    if order.source != Order.Source.STOREFRONT:
+        raise RefundRefused(
+            _("Orders placed through the branch API are settled with the branch, not refunded here."),
+            code="not_refundable_source",
+        )
+    if order.paid_at is None or order.status not in REFUNDABLE:
+        raise RefundRefused(
+            _("Only a paid order can be refunded (this one is %(status)s).") % {"status": order.get_status_display()},
+            code="order_not_refundable",
+        )
+    if destination == D.WALLET and not order.customer_id:
+        raise RefundRefused(
+            _("This order was placed by a guest, who has no wallet: refund it to the original payment channel."),
+            field="destination",
+            code="guest_has_no_wallet",
+        )
+    if destination not in refund_destinations(order):
+        raise RefundRefused(
+            _("This order cannot be refunded that way (paid via %(provider)s).")
+            % {"provider": order.payment_provider or "?"},
+            field="destination",
+            code="destination_unavailable",
+        )
+    left = order.total - order_refunded_amount(order)
+    if amount > left:
+        raise RefundRefused(
+            _("At most %(left)s %(currency)s can still be refunded on this order.")
+            % {"left": max(left, Decimal("0.00")), "currency": order.currency},
+            field="amount",
+            code="amount_exceeds_refundable",
+        )
+
+
+def refund_create(*, order_id: int, amount, destination: str, staff, reason: str) -> Refund:
+    """Refund ``amount`` of a paid order to ``destination``; returns the settled refund.
+
+    Raises ``RefundRefused`` (nothing booked, nothing owed) or ``RefundOutcomeUnknown`` (the gateway
+    did not answer; the refund stays pending and can be submitted again with ``refund_submit``).
+    """
+    amount = _parse_amount(amount)
+    reason = (reason or "").strip()
+    if len(reason) < MIN_REASON_LENGTH:
+        raise RefundRefused(_("Please give a reason."), field="reason", code="reason_missing")
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        if order.payment_provider == WALLET_PROVIDER and destination == D.WALLET:
+            destination = D.CHANNEL  # the wallet is this order's channel
+        _check(order, amount=amount, destination=destination)
+        refund = Refund.objects.create(
+            order=order,
+            amount=amount,
+            currency=order.currency,
+            destination=destination,
+            provider=order.payment_provider,
+            token=secrets.token_urlsafe(24),
+            staff=staff if getattr(staff, "is_authenticated", False) else None,
+            reason=reason[:255],
+        )
+        if destination != D.CHANNEL or _to_wallet(refund):
+            _settle(order, refund)  # no gateway involved: booked at once
+            return refund
+    return refund_submit(refund_id=refund.pk)
+
+
+def refund_submit(*, refund_id: int) -> Refund:
+    """Send a pending refund to its gateway (outside any transaction) and settle it. Safe to repeat:
+    the gateway sees the same idempotency key, and a settled refund is returned unchanged."""
+    refund = Refund.objects.select_related("order").get(pk=refund_id)
+    if refund.status != Refund.Status.PENDING:
+        return refund
+    provider = PROVIDERS.get(refund.provider)
+    attempt = (
+        PaymentAttempt.objects.filter(
+            order_id=refund.order_id, provider=refund.provider, status=PaymentAttempt.Status.SUCCEEDED
+        )
+        .order_by("-succeeded_at")
+        .first()
+    )
+    if provider is None or not callable(getattr(provider, "refund", None)) or attempt is None:
+        _fail(refund, "no successful payment through this channel to refund")
+        raise RefundRefused(
+            _("There is no payment through this channel to refund."), field="destination", code="no_channel_payment"
+        )
+    try:
+        gateway_id, gateway_status = provider.refund(
+            attempt=attempt, amount=refund.amount, idempotency_key=f"refund-{refund.token}"
+        )
+    except RefundOutcomeUnknown:
+        Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).update(
+            error="the gateway did not answer; submit again"
+        )
+        raise
+    except ProviderUnavailable as exc:
+        _fail(refund, exc.message)
+        raise RefundRefused(
+            _("The payment gateway refused the refund: %(reason)s") % {"reason": exc.message},
+            code="gateway_refused",
+        ) from None
+    if gateway_status not in GATEWAY_ACCEPTED:
+        _fail(refund, f"gateway status {gateway_status or '?'}", gateway_id=gateway_id, gateway_status=gateway_status)
+        raise RefundRefused(
+            _("The payment gateway refused the refund (%(status)s).") % {"status": gateway_status or "?"},
+            code="gateway_refused",
+        )
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=refund.order_id)
+        refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        if refund.status == Refund.Status.PENDING:
+            refund.gateway_refund_id, refund.gateway_status = gateway_id, gateway_status
+            _settle(order, refund)
+    return refund
+
+
+def _fail(refund: Refund, error: str, *, gateway_id: str = "", gateway_status: str = "") -> None:
+    """A refund the gateway refused frees its amount again; nothing was booked."""
+    Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).update(
+        status=Refund.Status.FAILED,
+        error=str(error)[:255],
+        gateway_refund_id=gateway_id,
+        gateway_status=gateway_status,
+        completed_at=timezone.now(),
+    )
+
+
+def _settle(order: Order, refund: Refund) -> None:
+    """Book a refund and move the order on; the caller holds the order's row lock."""
+    if _to_wallet(refund):
+        credit = wallet_account(order.customer).code
+    else:
+        # The money leaves the shop through the gateway it came in by (or did so outside the system).
+        credit = "payment_clearing"
+    dims = {"order_id": order.pk}
+    ledger_post(
+        kind="refund",
+        idempotency_key=f"refund:{refund.token}",
+        reference=order.number,
+        memo=f"refund of {order.number} → {refund.destination} ({refund.reason})"[:255],
+        lines=[Line("refunds", refund.amount, dims), Line(credit, -refund.amount, dims)],
+    )
+    refund.status = Refund.Status.SUCCEEDED
+    refund.completed_at = timezone.now()
+    refund.error = ""
+    refund.save(update_fields=["status", "completed_at", "error", "gateway_refund_id", "gateway_status"])
+    order_refund_record(
+        order=order,
+        refunded_total=order_refunded_amount(order, include_pending=False),
+        actor=refund.staff,
+        message=f"refunded {refund.amount} {refund.currency} to {refund.get_destination_display()}: {refund.reason}",
+    )
+    refund_id = refund.pk
+    transaction.on_commit(lambda: _email_customer(refund_id))
+
+
+def _email_customer(refund_id: int) -> None:
+    from orders.tasks import order_refund_email_task
+
+    order_refund_email_task.delay(refund_id)
+
+
+def orders_refund_to_wallet(*, order_ids: list[int], staff, reason: str) -> tuple[list[Refund], list[tuple[str, str]]]:
+    """The one-click refund of paid orders left without stock: everything still refundable goes to
+    the customer's wallet. Returns (refunds made, [(order number, why not)] for the others)."""
+    made, skipped = [], []
+    for order in Order.objects.filter(pk__in=order_ids).order_by("pk"):
+        if order.status != Order.Status.AWAITING_STOCK:
+            skipped.append((order.number, _("not awaiting stock")))
+            continue
+        try:
+            made.append(
+                refund_create(
+                    order_id=order.pk,
+                    amount=order_refundable_amount(order),
+                    destination=D.WALLET,
+                    staff=staff,
+                    reason=reason,
+                )
+            )
+        except RefundRefused as exc:
+            skipped.append((order.number, exc.message))
+    return made, skipped
