@@ -35,8 +35,8 @@ from branch_api.upstream.sync import SyncResult, sync_full, sync_incremental
 from cardvault.crypto import code_digest
 from cardvault.models import Card, ImportBatch
 from cardvault.services import codes_parse_rows, import_commit
-from catalog.models import Category, PriceList, PriceRule, Product
-from catalog.pricing import money
+from catalog.models import Category, PriceList, PriceRule, Product, Variant
+from catalog.pricing import PriceBook, money
 from orders.models import Order, OrderLine
 
 __all__ = [
@@ -354,13 +354,18 @@ def _purchase_reprice(purchase: UpstreamPurchase, line: OrderLine) -> bool:
         sync_incremental()
     except UpstreamError:
         return False
-    line.variant.refresh_from_db(fields=["cost"])
-    total = money(line.variant.cost * purchase.quantity)
+    total = money(_unit_cost(line.variant_id, purchase.quantity) * purchase.quantity)
     if total == purchase.expected_total or total > money(line.unit_price * purchase.quantity):
         return False
     UpstreamPurchase.objects.filter(pk=purchase.pk).update(expected_total=total, revision=F("revision") + 1)
     purchase.refresh_from_db(fields=["expected_total", "revision"])
     return True
+
+
+def _unit_cost(variant_id: int, quantity: int) -> Decimal:
+    """What Site A charges per unit for ``quantity`` of a copy, as of the last sync (its cost tiers)."""
+    variant = Variant.objects.select_related("product__category").prefetch_related("tiers").get(pk=variant_id)
+    return PriceBook(None).quote(variant, quantity=quantity).cost
 
 
 def _backoff_seconds(attempts: int) -> int:

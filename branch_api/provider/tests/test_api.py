@@ -148,6 +148,7 @@ def test_products_show_the_branch_cost_and_only_visible_ones(alpha_api, beta_api
         "sku": variant.sku,
         "name": variant.name,
         "cost": "12.00",
+        "tiers": [],
         "stock": 3,
         "is_active": True,
     }
