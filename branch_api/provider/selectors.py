@@ -170,7 +170,10 @@ def order_payload(purchase: BranchPurchase, *, with_codes: bool, request=None) -
             user_agent=request.META.get("HTTP_USER_AGENT", "") if request else "",
         )
         for assignment, code in zip(assignments, revealed, strict=True):
-            codes.setdefault(assignment.order_line_id, []).append({"code": code.code, "secret": code.secret})
+            codes.setdefault(assignment.order_line_id, []).append(
+                # A reusable code is one use of a code others hold too: the branch stores it as such.
+                {"code": code.code, "secret": code.secret, "reusable": assignment.reusable}
+            )
     return {
         "number": order.number,
         "reference": purchase.reference,

@@ -433,13 +433,15 @@ def _purchase_import(purchase: UpstreamPurchase, answer: dict, *, reserve: bool)
     items = [
         item for item in remote.get("items") or [] if int(item.get("variant_id") or 0) == purchase.remote_variant_id
     ]
-    pairs = [(c.get("code") or "", c.get("secret") or "") for item in items for c in item.get("codes") or []]
+    codes = [c for item in items for c in item.get("codes") or []]
+    pairs = [(c.get("code") or "", c.get("secret") or "") for c in codes if not c.get("reusable")]
     unit_cost = (
         money(Decimal(str(items[0]["unit_cost"]))) if items else money(purchase.expected_total / purchase.quantity)
     )
     # Rows, not text: a code may contain "|". The blank first row keeps a code that reads "code"
     # from being taken for a header.
     parsed = codes_parse_rows([("",), *pairs])
+    note = f"Site A order {remote.get('number', '')} ({purchase.reference})"[:255]
     if parsed.codes:
         import_commit(
             variant=line.variant,
@@ -447,9 +449,15 @@ def _purchase_import(purchase: UpstreamPurchase, answer: dict, *, reserve: bool)
             unit_cost=unit_cost,
             source=ImportBatch.Source.UPSTREAM,
             funding_account="prepaid_upstream",
-            note=f"Site A order {remote.get('number', '')} ({purchase.reference})"[:255],
+            note=note,
         )
-    reserved = 0
+    shared = _reusable_uses_import(
+        purchase,
+        [(c.get("code") or "", c.get("secret") or "") for c in codes if c.get("reusable")],
+        unit_cost=unit_cost,
+        note=note,
+    )
+    reserved = shared if reserve else 0
     if reserve and parsed.codes:
         now = timezone.now()
         # By digest: a code the vault already held (a duplicate, not re-imported) is found too.
@@ -463,9 +471,10 @@ def _purchase_import(purchase: UpstreamPurchase, answer: dict, *, reserve: bool)
                 status_changed_at=now,
             )
         )
-    complete = remote.get("status") == Order.Status.DELIVERED or len(parsed.codes) >= purchase.quantity
+    received = len(parsed.codes) + shared
+    complete = remote.get("status") == Order.Status.DELIVERED or received >= purchase.quantity
     purchase.remote_number = str(remote.get("number") or "")[:32]
-    purchase.codes_received = len(parsed.codes)
+    purchase.codes_received = received
     purchase.codes_reserved = reserved
     alert = None
     if not complete:
@@ -488,6 +497,53 @@ def _purchase_import(purchase: UpstreamPurchase, answer: dict, *, reserve: bool)
             alert = (purchase.last_error_code, purchase.last_error)
     purchase.save()
     return reserved, alert
+
+
+def _reusable_uses_import(
+    purchase: UpstreamPurchase, pairs: list[tuple[str, str]], *, unit_cost: Decimal, note: str
+) -> int:
+    """Store the uses of reusable codes Site A sold for this purchase; returns how many.
+
+    A reusable code is the same code for every buyer, so the shop's vault holds it once (it is
+    deduplicated by digest) with one more allowed use per use bought: the delivery that follows in
+    this transaction takes exactly that use, and no other line can sell a use the shop did not buy.
+    The card points at the latest purchase's batch, so the use is booked at what it cost. The money
+    left the prepaid balance at Site A: the payable the delivery books for a shared code is settled
+    from it here.
+    """
+    from ledger.services import Line, ledger_post
+
+    parsed = codes_parse_rows([("",), *pairs])
+    if not parsed.codes:
+        return 0
+    variant = purchase.order_line.variant
+    batch = import_commit(
+        variant=variant,
+        parsed=parsed,
+        unit_cost=unit_cost,
+        source=ImportBatch.Source.UPSTREAM,
+        reusable=True,
+        max_uses=0,
+        note=note,
+    )
+    digests = [code_digest(code) for code, _ in parsed.codes]
+    cards = list(
+        Card.objects.select_for_update().filter(digest__in=digests, variant=variant, reusable=True).order_by("pk")
+    )
+    Card.objects.filter(pk__in=[c.pk for c in cards]).update(
+        max_uses=F("max_uses") + 1, status=Card.Status.AVAILABLE, batch=batch, status_changed_at=timezone.now()
+    )
+    total = money(unit_cost * len(cards))
+    if total:
+        dims = {"variant_id": variant.pk, "product_id": variant.product_id}
+        ledger_post(
+            kind="stock_purchase",
+            idempotency_key=f"upstream-reusable:{purchase.reference}",
+            reference=purchase.reference[:64],
+            memo=f"{len(cards)} use(s) of reusable codes of {variant.sku}",
+            lines=[Line("supplier_payable", total, dims), Line("prepaid_upstream", -total, dims)],
+        )
+    return len(cards)
 
 
 def _alert_once(*, purchase_id: int, code: str, message: str) -> bool:

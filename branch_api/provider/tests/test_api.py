@@ -293,18 +293,6 @@ def test_statement_lists_top_ups_and_purchases(alpha_api):
     ]
 
 
-def test_shared_reusable_codes_are_not_resold_to_branches(alpha_api):
-    from tests.commerce import product_with_codes
-
-    with schema_context("public"):
-        from branch_api.provider.services import terms_ensure
-
-        variant = product_with_codes(codes=1, reusable=True, max_uses=10)
-        terms_ensure(Branch.objects.get(slug="alpha")).visible_products.add(variant.product)
-    top_up("alpha", "100.00")
-    assert _error(_buy(alpha_api, variant, key="shared-1")) == (409, "not_resellable")
-
-
 def test_crossing_the_low_balance_threshold_emails_the_owner_once(alpha_api, django_capture_on_commit_callbacks):
     from django.core import mail
 
