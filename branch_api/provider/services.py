@@ -265,7 +265,9 @@ def idempotency_expire(*, hours: int = 96) -> int:
 
 
 def visible_products(terms: BranchTerms) -> QuerySet[Product]:
-    products = Product.objects.filter(is_active=True, category__is_active=True)
+    products = Product.objects.filter(is_active=True, category__is_active=True).exclude(
+        pk__in=terms.hidden_products.values("pk")
+    )
     if terms.show_everything:
         return products
     paths = list(terms.visible_categories.values_list("path", flat=True))

@@ -190,12 +190,23 @@ def remote_catalog_page(*, page: int = 1, page_size: int = 50) -> dict:
 def selection_add(
     *, kind: str, remote_id: int, name: str = "", local_category: Category | None = None
 ) -> UpstreamSelection:
-    """Sell a Site A category (with every product in it, now and later) or a single product.
+    """Sell a Site A category (with every product in it, now and later) or a single product; or
+    exclude a single product of a selected category (``kind=excluded``: its copy is hidden at once and
+    stays hidden whatever the sync reads, until the exclusion is removed).
 
     Adding it again updates the name and where copies go. The next sync is a full one.
     """
     if kind not in UpstreamSelection.Kind.values or not isinstance(remote_id, int) or remote_id < 1:
         raise SelectionInvalid(field="remote_id")
+    Kind = UpstreamSelection.Kind
+    if kind in (Kind.PRODUCT, Kind.EXCLUDED):
+        # Selecting a product and excluding it undo each other: the last choice holds.
+        UpstreamSelection.objects.filter(
+            kind=Kind.EXCLUDED if kind == Kind.PRODUCT else Kind.PRODUCT, remote_id=remote_id
+        ).delete()
+    if kind == Kind.EXCLUDED:
+        local_category = None
+        Product.objects.filter(upstream_id=remote_id, is_active=True).update(is_active=False, updated=timezone.now())
     selection, created = UpstreamSelection.objects.get_or_create(
         kind=kind, remote_id=remote_id, defaults={"name": name[:200], "local_category": local_category}
     )
@@ -209,7 +220,8 @@ def selection_add(
 
 @transaction.atomic
 def selection_remove(*, selection_id: int) -> bool:
-    """Stop selling a selection; its copies become inactive at the next sync (a full one)."""
+    """Stop selling a selection; its copies become inactive at the next sync (a full one). Removing
+    an exclusion sells the product again from the next sync on, if its category is still selected."""
     deleted, _ = UpstreamSelection.objects.filter(pk=selection_id).delete()
     if deleted:
         _full_sync_request()

@@ -265,10 +265,13 @@ class _Plan:
     products: dict[int, int | None] = field(default_factory=dict)  # remote id -> local category override
     subtrees: list[tuple[str, int | None]] = field(default_factory=list)  # (remote path, override), deepest first
     mirrors: dict[int, int] = field(default_factory=dict)  # remote category id -> local category id
+    excluded: set[int] = field(default_factory=set)  # remote product ids the shop does not sell
 
     def __post_init__(self):
         for selection in UpstreamSelection.objects.all():
-            if selection.kind == UpstreamSelection.Kind.PRODUCT:
+            if selection.kind == UpstreamSelection.Kind.EXCLUDED:
+                self.excluded.add(selection.remote_id)
+            elif selection.kind == UpstreamSelection.Kind.PRODUCT:
                 self.products[selection.remote_id] = selection.local_category_id
             elif selection.remote_id in self.categories:
                 self.subtrees.append((self.categories[selection.remote_id].path, selection.local_category_id))
@@ -280,6 +283,8 @@ class _Plan:
     def placement(self, product: dict) -> tuple[bool, int | None]:
         """(selected, local category override or None to mirror Site A's tree)."""
         if product.get("delivery_mode", Product.DeliveryMode.AUTOMATIC) not in SELLABLE_MODES:
+            return False, None
+        if int(product["id"]) in self.excluded:
             return False, None
         if int(product["id"]) in self.products:  # a product chosen by itself wins over its category
             return True, self.products[int(product["id"])]
