@@ -473,7 +473,7 @@ def _purchase_import(purchase: UpstreamPurchase, answer: dict, *, reserve: bool)
     if reserve and parsed.codes:
         now = timezone.now()
         # By digest: a code the vault already held (a duplicate, not re-imported) is found too.
-        reserved = (
+        reserved += (
             Card.objects.filter(digest__in=[code_digest(code) for code, _ in parsed.codes], reusable=False)
             .filter(Q(status=Card.Status.AVAILABLE) | Q(status=Card.Status.RESERVED, reserved_for_id=line.pk))
             .update(

@@ -66,3 +66,23 @@ def test_two_customers_of_a_branch_get_the_same_reusable_code_each_bought_once_a
     with schema_context("public"):
         assert Card.objects.get(variant=remote).use_count == 2
         assert ledger_check() == []
+
+
+def test_a_line_served_by_a_single_code_and_a_reusable_one_is_delivered_without_an_alert(site_a, queued):
+    from cardvault.services import codes_parse_text, import_commit
+
+    remote, local, shared_code = _shop_sells_a_reusable_code(max_uses=10)
+    with schema_context("public"):
+        import_commit(variant=remote, parsed=codes_parse_text("SINGLE-USE-0001"), unit_cost=D("8.00"), source="paste")
+
+    with schema_context("alpha"):
+        order = place(local, 2)
+        assert pay(order) == (True, "ok")
+        assert upstream_fulfil(order_id=order.pk) == FulfilOutcome.DELIVERED
+        order = Order.objects.get(pk=order.pk)
+        codes = sorted(c for line in order_delivered_codes(order, channel="admin") for c, _ in line.codes)
+        purchase = UpstreamPurchase.objects.get()
+        assert ledger_check() == []
+    assert codes == sorted(["SINGLE-USE-0001", shared_code])
+    assert (purchase.codes_received, purchase.codes_reserved, purchase.last_error_code) == (2, 2, "")
+    assert alpha_balance_at_site_a() == D("80.00")
