@@ -152,7 +152,7 @@ class SpecAdmin(ModelAdmin):
 
 class WholesaleTierInline(TabularInline):
     model = WholesaleTier
-    fields = ["min_quantity", "unit_price"]
+    fields = ["min_quantity", "unit_price", "unit_cost"]
     extra = 0
 
 

@@ -217,17 +217,41 @@ class Variant(models.Model):
 
 
 class WholesaleTier(models.Model):
-    """A quantity break: buying at least ``min_quantity`` costs ``unit_price`` each."""
+    """A quantity break: buying at least ``min_quantity`` costs the customer ``unit_price`` each, and/or
+    costs the shop ``unit_cost`` each (a branch's wholesale cost at Site A, copied by the sync), to
+    which the price list's markup is applied."""
 
     variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="tiers")
     min_quantity = models.PositiveIntegerField(_("from quantity"), validators=[MinValueValidator(2)])
-    unit_price = models.DecimalField(_("unit price"), **MONEY, validators=[MinValueValidator(ZERO)])
+    unit_price = models.DecimalField(
+        _("unit price"),
+        **MONEY,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(ZERO)],
+        help_text=_("The customer's price from this quantity. Empty: the price list prices the tier's cost."),
+    )
+    unit_cost = models.DecimalField(
+        _("unit cost"),
+        **MONEY,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(ZERO)],
+        help_text=_("The cost from this quantity (for a product from Site A: Site A's wholesale price)."),
+    )
 
     class Meta:
         ordering = ["min_quantity"]
-        constraints = [models.UniqueConstraint(fields=["variant", "min_quantity"], name="tier_unique_break")]
+        constraints = [
+            models.UniqueConstraint(fields=["variant", "min_quantity"], name="tier_unique_break"),
+            models.CheckConstraint(
+                name="tier_price_or_cost", condition=Q(unit_price__isnull=False) | Q(unit_cost__isnull=False)
+            ),
+        ]
 
     def __str__(self) -> str:
+        if self.unit_price is None:
+            return f"{self.min_quantity}+ at cost {self.unit_cost}"
         return f"{self.min_quantity}+ @ {self.unit_price}"
 
 

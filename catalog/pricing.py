@@ -94,12 +94,21 @@ class PriceBook:
     def quote(self, variant: Variant, *, quantity: int = 1, category_path: str | None = None) -> Quote:
         """The unit price of ``variant`` for ``quantity``: list rule or list price, then wholesale tier,
         never below cost. ``variant.product.category`` and ``variant.tiers`` should be prefetched."""
+        tiers = variant.tiers.all()
         cost = money(variant.cost)
         path = category_path if category_path is not None else variant.product.category.path
         rule = self.rule_for(variant, path)
+        # A quantity break on cost (a branch's wholesale cost at Site A) lowers the cost the rule marks
+        # up, so the shop's own markup applies to the break and the floor is the cost actually paid.
+        tier_cost = _tier_value(tiers, quantity, "unit_cost")
+        cost_break = tier_cost is not None and tier_cost < cost
+        if cost_break:
+            cost = tier_cost
         price = _apply(rule, cost) if rule else money(variant.price)
         label = str(rule) if rule else "list price"
-        tier = _tier_price(variant.tiers.all(), quantity)
+        if cost_break:
+            label = f"{label}, wholesale cost from {quantity}"
+        tier = _tier_value(tiers, quantity, "unit_price")
         if tier is not None and tier < price:
             price, label = tier, f"wholesale from {quantity}"
         clamped = price < cost
@@ -108,6 +117,7 @@ class PriceBook:
         )
 
 
-def _tier_price(tiers: Iterable, quantity: int) -> Decimal | None:
-    eligible = [t.unit_price for t in tiers if t.min_quantity <= quantity]
+def _tier_value(tiers: Iterable, quantity: int, field: str) -> Decimal | None:
+    """The lowest ``unit_price`` or ``unit_cost`` of the tiers ``quantity`` reaches (None: no break)."""
+    eligible = [getattr(t, field) for t in tiers if t.min_quantity <= quantity and getattr(t, field) is not None]
     return money(min(eligible)) if eligible else None

@@ -271,8 +271,10 @@ def _upstream_ensure(branch: Branch) -> None:
     from branch_api.upstream.webhook import connection_set_webhook_secret
 
     with schema_context(branch.schema_name):
-        if UpstreamConnection.objects.exists():
-            return
+        existing = UpstreamConnection.objects.first()
+    if existing is not None:
+        _webhook_ensure(branch, existing)
+        return
     terms_ensure(branch)
     issued = credential_issue(branch=branch, label="installed at provisioning")
     secret = _webhook_register(branch)
@@ -282,6 +284,21 @@ def _upstream_ensure(branch: Branch) -> None:
         if secret:
             connection_set_webhook_secret(connection, secret)
         connection.save()
+
+
+def _webhook_ensure(branch: Branch, connection) -> None:
+    """A branch connected while its receiver's URL was refused (e.g. before loopback webhooks were
+    allowed in development) gets its endpoint when it is provisioned again (``seed_demo`` does)."""
+    from branch_api.provider.models import WebhookEndpoint
+    from branch_api.upstream.webhook import connection_set_webhook_secret
+
+    if connection.webhook_secret_encrypted or WebhookEndpoint.objects.filter(branch=branch).exists():
+        return
+    secret = _webhook_register(branch)
+    if secret:
+        with schema_context(branch.schema_name):
+            connection_set_webhook_secret(connection, secret)
+            connection.save(update_fields=["webhook_secret_encrypted", "updated"])
 
 
 def _webhook_register(branch: Branch) -> str:

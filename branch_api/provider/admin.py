@@ -23,6 +23,7 @@ from branch_api.provider.services import (
     credential_revoke,
     price_list_for,
 )
+from branch_api.provider.webhooks import webhook_emit_product_updated
 from catalog.models import PriceRule
 from core.admin_site import PublicSchemaOnlyAdmin
 
@@ -46,7 +47,7 @@ class BranchTermsAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
     list_display = ["branch", "mode", "visibility", "price_list", "balance", "low_balance_threshold", "updated"]
     list_filter = ["mode", "show_everything"]
     search_fields = ["branch__slug", "branch__name"]
-    filter_horizontal = ["visible_categories", "visible_products"]
+    filter_horizontal = ["visible_categories", "visible_products", "hidden_products"]
     autocomplete_fields = ["branch"]
     fields = [
         "branch",
@@ -55,6 +56,7 @@ class BranchTermsAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
         "show_everything",
         "visible_categories",
         "visible_products",
+        "hidden_products",
         "low_balance_threshold",
         "ip_allowlist",
         "rate_per_minute",
@@ -123,9 +125,14 @@ class BranchTermsAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
         return super().get_queryset(request).select_related("branch", "price_list")
 
     def save_related(self, request, form, formsets, change):
+        hidden_before = set(form.instance.hidden_products.values_list("pk", flat=True)) if change else set()
         super().save_related(request, form, formsets, change)
         # Visibility lives in many-to-many tables; touch `updated` so the change feed resends the catalog.
         BranchTerms.objects.filter(pk=form.instance.pk).update(updated=timezone.now())
+        newly_hidden = set(form.instance.hidden_products.values_list("pk", flat=True)) - hidden_before
+        if newly_hidden:
+            # The branch hears at once (its sync then reads the whole catalog, without them).
+            webhook_emit_product_updated(newly_hidden)
 
     @display(description=_("Visible"))
     def visibility(self, obj: BranchTerms) -> str:

@@ -36,4 +36,3 @@ ExpectedTotalMismatch = _error(
 )
 NotFound = _error("NotFound", 404, "not_found", "Not found.")
 Invalid = _error("Invalid", 400, "invalid", "The request is not valid.")
-NotResellable = _error("NotResellable", 409, "not_resellable", "Shared (reusable) codes are not sold to branches.")

@@ -31,6 +31,13 @@ class BranchTerms(models.Model):
         Category, blank=True, related_name="+", help_text=_("Whole categories (and their subcategories).")
     )
     visible_products = models.ManyToManyField(Product, blank=True, related_name="+")
+    hidden_products = models.ManyToManyField(
+        Product,
+        blank=True,
+        related_name="+",
+        verbose_name=_("hidden products"),
+        help_text=_("Never shown to this branch, even inside a visible category or with the whole catalog visible."),
+    )
     show_everything = models.BooleanField(_("whole catalog visible"), default=False)
     low_balance_threshold = models.DecimalField(_("low-balance alert below"), **MONEY, default=Decimal("50.00"))
     ip_allowlist = models.TextField(

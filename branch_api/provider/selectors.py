@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.db.models import Max, Prefetch
 from django.utils import timezone
@@ -14,6 +15,7 @@ from branch_api.provider.services import balance_account_code, branch_price_book
 from cardvault.models import CardAssignment, CardReveal
 from cardvault.services import cards_reveal, variant_stock
 from catalog.models import Product, Variant
+from catalog.pricing import PriceBook
 from catalog.selectors import variant_units
 from ledger.models import Entry
 from tenants.models import Branch
@@ -58,6 +60,7 @@ def _products_payload(terms: BranchTerms, products) -> list[dict]:
                     "sku": variant.sku,
                     "name": variant.name,
                     "cost": str(quote.unit_price),
+                    "tiers": _tiers_payload(book, variant, product.category.path, quote.unit_price),
                     "stock": units,
                     "is_active": variant.is_active,
                 }
@@ -77,6 +80,18 @@ def _products_payload(terms: BranchTerms, products) -> list[dict]:
             }
         )
     return payload
+
+
+def _tiers_payload(book: PriceBook, variant: Variant, category_path: str, cost: Decimal) -> list[dict]:
+    """The branch's quantity breaks: its cost from each of Site A's tiers on, where that is lower than
+    for fewer units. A purchase of that quantity is charged exactly this (the same quote)."""
+    tiers = []
+    for tier in variant.tiers.all():
+        tier_cost = book.quote(variant, quantity=tier.min_quantity, category_path=category_path).unit_price
+        if tier_cost < cost:
+            tiers.append({"min_quantity": tier.min_quantity, "cost": str(tier_cost)})
+            cost = tier_cost
+    return tiers
 
 
 def products_page(terms: BranchTerms, *, page: int, page_size: int) -> dict:
@@ -155,7 +170,10 @@ def order_payload(purchase: BranchPurchase, *, with_codes: bool, request=None) -
             user_agent=request.META.get("HTTP_USER_AGENT", "") if request else "",
         )
         for assignment, code in zip(assignments, revealed, strict=True):
-            codes.setdefault(assignment.order_line_id, []).append({"code": code.code, "secret": code.secret})
+            codes.setdefault(assignment.order_line_id, []).append(
+                # A reusable code is one use of a code others hold too: the branch stores it as such.
+                {"code": code.code, "secret": code.secret, "reusable": assignment.reusable}
+            )
     return {
         "number": order.number,
         "reference": purchase.reference,

@@ -25,7 +25,6 @@ from branch_api.provider.models import (
     IdempotencyRecord,
 )
 from cardvault.errors import OutOfStock as VaultOutOfStock
-from cardvault.models import Card
 from catalog.models import Category, PriceList, Product, Variant
 from catalog.pricing import PriceBook, money
 from core.crypto import decrypt, encrypt
@@ -266,7 +265,9 @@ def idempotency_expire(*, hours: int = 96) -> int:
 
 
 def visible_products(terms: BranchTerms) -> QuerySet[Product]:
-    products = Product.objects.filter(is_active=True, category__is_active=True)
+    products = Product.objects.filter(is_active=True, category__is_active=True).exclude(
+        pk__in=terms.hidden_products.values("pk")
+    )
     if terms.show_everything:
         return products
     paths = list(terms.visible_categories.values_list("path", flat=True))
@@ -330,11 +331,6 @@ def branch_purchase(
         .filter(pk__in=[i.variant_id for i in items], is_active=True, product__in=visible_products(caller.terms))
     )
     variants = {v.pk: v for v in variants}
-    if Card.objects.filter(variant_id__in=variants, reusable=True).exists():
-        # A shared code sold to a branch twice would be the same code twice in its vault (deduplicated
-        # by digest), leaving the second customer without a code: not resold until branches hold
-        # reusable codes themselves.
-        raise errors.NotResellable()
     if any(item.variant_id not in variants for item in items):
         raise errors.NotFound("Unknown or invisible variant.", field="items")
     book = branch_price_book(caller.terms)
@@ -364,6 +360,7 @@ def branch_purchase(
                 payment_reference=reference,
                 funding_account=balance_account_code(caller.branch.pk),
             )
+            _reusable_uses_taken(order)
             # Recorded with the purchase, sent after it commits.
             webhook_emit_order_status_changed(order_id=order.pk)
             webhook_emit_balance_low(branch=caller.branch, threshold=caller.terms.low_balance_threshold, spent=total)
@@ -378,3 +375,12 @@ def branch_purchase(
             raise
         return existing, False
     return BranchPurchase.objects.select_related("order").get(pk=purchase.pk), True
+
+
+def _reusable_uses_taken(order: Order) -> None:
+    """Reusable codes are counted when the order is paid, under each code's row lock: a use a
+    concurrent buyer took leaves the order short of codes. A branch is never charged for codes it
+    does not get, so that rolls the whole purchase back."""
+    order.refresh_from_db(fields=["status"])
+    if order.status == Order.Status.AWAITING_STOCK:
+        raise VaultOutOfStock("Not enough uses left on the reusable codes.")

@@ -233,25 +233,51 @@ def _private_allowed() -> bool:
     return settings.DEBUG or getattr(settings, "WEBHOOK_ALLOW_PRIVATE_URLS", False)
 
 
+def _loopback_allowed() -> bool:
+    return _private_allowed() or getattr(settings, "WEBHOOK_ALLOW_LOOPBACK", False)
+
+
+def _is_localhost_name(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host == "localhost" or host.endswith(".localhost")
+
+
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     return address.is_global and not address.is_multicast
 
 
+def _is_loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 def _addresses(url: httpx.URL) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """Every address ``url``'s host resolves to; refused unless all of them are public (or private
-    targets are allowed)."""
+    """Every address ``url``'s host resolves to; refused unless all of them are public (or loopback
+    targets are allowed and they are loopback, or private targets are allowed)."""
+    host = url.raw_host.decode("ascii", errors="replace")
+    refused = WebhookUrlRefused("The URL points at a private, loopback or reserved address.", field="url")
+    if _is_localhost_name(host):
+        # RFC 6761: *.localhost is loopback, and the resolver may not know the subdomains (glibc does
+        # not), so dev branches (alpha.localhost) are reached on 127.0.0.1 with their own Host header.
+        if not _loopback_allowed():
+            raise refused
+        return [ipaddress.ip_address("127.0.0.1")]
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(url.raw_host.decode("ascii"), port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise WebhookUrlRefused("The URL's host name does not resolve.", field="url") from exc
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not addresses:
         raise WebhookUrlRefused("The URL's host name does not resolve.", field="url")
-    if not _private_allowed() and not all(_is_public(a) for a in addresses):
-        raise WebhookUrlRefused("The URL points at a private, loopback or reserved address.", field="url")
+    if _private_allowed():
+        return addresses
+    loopback = _loopback_allowed()
+    if not all(_is_public(a) or (loopback and _is_loopback(a)) for a in addresses):
+        raise refused
     return addresses
 
 
@@ -259,7 +285,9 @@ def webhook_url_check(url: str) -> str:
     """The URL, if it is http(s) without credentials and every address of its host is public.
 
     Private, loopback, link-local and reserved targets are refused (SSRF) unless ``DEBUG`` or
-    ``WEBHOOK_ALLOW_PRIVATE_URLS``. The check runs again before every attempt, and the request is sent
+    ``WEBHOOK_ALLOW_PRIVATE_URLS``; ``WEBHOOK_ALLOW_LOOPBACK`` (development, never production) lets
+    loopback through, and ``localhost``/``*.localhost`` resolve to 127.0.0.1. The check runs again
+    before every attempt, and the request is sent
     to the address that passed, so a host re-pointed at an internal address later is refused too.
     """
     url = (url or "").strip()

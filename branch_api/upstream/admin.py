@@ -330,6 +330,7 @@ class UpstreamSelectionAdmin(TenantSchemaOnlyAdmin, ModelAdmin):
                 **product,
                 "category_name": names.get(product.get("category_id"), ""),
                 "selected": (UpstreamSelection.Kind.PRODUCT, product["id"]) in chosen,
+                "excluded": (UpstreamSelection.Kind.EXCLUDED, product["id"]) in chosen,
                 "inherited": product.get("category_id") in selected_subtrees,
             }
             for product in catalog["results"]
@@ -361,7 +362,7 @@ class UpstreamSelectionAdmin(TenantSchemaOnlyAdmin, ModelAdmin):
                 selection_add(kind=kind, remote_id=int(value), name=name, local_category=local_category)
                 added += 1
         if not added:
-            messages.warning(request, _("Tick the categories or products to sell."))
+            messages.warning(request, _("Tick the categories or products to sell, or the products to exclude."))
             return HttpResponseRedirect(reverse("admin:branch_upstream_upstreamselection_browse"))
         try:
             result = sync_full()

@@ -82,11 +82,13 @@ class UpstreamCategory(models.Model):
 
 
 class UpstreamSelection(models.Model):
-    """What the branch sells from Site A: whole categories (with future products) or single products."""
+    """What the branch sells from Site A: whole categories (with future products) or single products;
+    and single products of a selected category it does not sell (excluded)."""
 
     class Kind(models.TextChoices):
         CATEGORY = "category", _("Whole category")
         PRODUCT = "product", _("Product")
+        EXCLUDED = "excluded", _("Excluded product")
 
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
     remote_id = models.BigIntegerField(_("Site A id"))

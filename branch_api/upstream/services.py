@@ -35,8 +35,8 @@ from branch_api.upstream.sync import SyncResult, sync_full, sync_incremental
 from cardvault.crypto import code_digest
 from cardvault.models import Card, ImportBatch
 from cardvault.services import codes_parse_rows, import_commit
-from catalog.models import Category, PriceList, PriceRule, Product
-from catalog.pricing import money
+from catalog.models import Category, PriceList, PriceRule, Product, Variant
+from catalog.pricing import PriceBook, money
 from orders.models import Order, OrderLine
 
 __all__ = [
@@ -190,12 +190,23 @@ def remote_catalog_page(*, page: int = 1, page_size: int = 50) -> dict:
 def selection_add(
     *, kind: str, remote_id: int, name: str = "", local_category: Category | None = None
 ) -> UpstreamSelection:
-    """Sell a Site A category (with every product in it, now and later) or a single product.
+    """Sell a Site A category (with every product in it, now and later) or a single product; or
+    exclude a single product of a selected category (``kind=excluded``: its copy is hidden at once and
+    stays hidden whatever the sync reads, until the exclusion is removed).
 
     Adding it again updates the name and where copies go. The next sync is a full one.
     """
     if kind not in UpstreamSelection.Kind.values or not isinstance(remote_id, int) or remote_id < 1:
         raise SelectionInvalid(field="remote_id")
+    Kind = UpstreamSelection.Kind
+    if kind in (Kind.PRODUCT, Kind.EXCLUDED):
+        # Selecting a product and excluding it undo each other: the last choice holds.
+        UpstreamSelection.objects.filter(
+            kind=Kind.EXCLUDED if kind == Kind.PRODUCT else Kind.PRODUCT, remote_id=remote_id
+        ).delete()
+    if kind == Kind.EXCLUDED:
+        local_category = None
+        Product.objects.filter(upstream_id=remote_id, is_active=True).update(is_active=False, updated=timezone.now())
     selection, created = UpstreamSelection.objects.get_or_create(
         kind=kind, remote_id=remote_id, defaults={"name": name[:200], "local_category": local_category}
     )
@@ -209,7 +220,8 @@ def selection_add(
 
 @transaction.atomic
 def selection_remove(*, selection_id: int) -> bool:
-    """Stop selling a selection; its copies become inactive at the next sync (a full one)."""
+    """Stop selling a selection; its copies become inactive at the next sync (a full one). Removing
+    an exclusion sells the product again from the next sync on, if its category is still selected."""
     deleted, _ = UpstreamSelection.objects.filter(pk=selection_id).delete()
     if deleted:
         _full_sync_request()
@@ -354,13 +366,18 @@ def _purchase_reprice(purchase: UpstreamPurchase, line: OrderLine) -> bool:
         sync_incremental()
     except UpstreamError:
         return False
-    line.variant.refresh_from_db(fields=["cost"])
-    total = money(line.variant.cost * purchase.quantity)
+    total = money(_unit_cost(line.variant_id, purchase.quantity) * purchase.quantity)
     if total == purchase.expected_total or total > money(line.unit_price * purchase.quantity):
         return False
     UpstreamPurchase.objects.filter(pk=purchase.pk).update(expected_total=total, revision=F("revision") + 1)
     purchase.refresh_from_db(fields=["expected_total", "revision"])
     return True
+
+
+def _unit_cost(variant_id: int, quantity: int) -> Decimal:
+    """What Site A charges per unit for ``quantity`` of a copy, as of the last sync (its cost tiers)."""
+    variant = Variant.objects.select_related("product__category").prefetch_related("tiers").get(pk=variant_id)
+    return PriceBook(None).quote(variant, quantity=quantity).cost
 
 
 def _backoff_seconds(attempts: int) -> int:
@@ -428,13 +445,15 @@ def _purchase_import(purchase: UpstreamPurchase, answer: dict, *, reserve: bool)
     items = [
         item for item in remote.get("items") or [] if int(item.get("variant_id") or 0) == purchase.remote_variant_id
     ]
-    pairs = [(c.get("code") or "", c.get("secret") or "") for item in items for c in item.get("codes") or []]
+    codes = [c for item in items for c in item.get("codes") or []]
+    pairs = [(c.get("code") or "", c.get("secret") or "") for c in codes if not c.get("reusable")]
     unit_cost = (
         money(Decimal(str(items[0]["unit_cost"]))) if items else money(purchase.expected_total / purchase.quantity)
     )
     # Rows, not text: a code may contain "|". The blank first row keeps a code that reads "code"
     # from being taken for a header.
     parsed = codes_parse_rows([("",), *pairs])
+    note = f"Site A order {remote.get('number', '')} ({purchase.reference})"[:255]
     if parsed.codes:
         import_commit(
             variant=line.variant,
@@ -442,13 +461,19 @@ def _purchase_import(purchase: UpstreamPurchase, answer: dict, *, reserve: bool)
             unit_cost=unit_cost,
             source=ImportBatch.Source.UPSTREAM,
             funding_account="prepaid_upstream",
-            note=f"Site A order {remote.get('number', '')} ({purchase.reference})"[:255],
+            note=note,
         )
-    reserved = 0
+    shared = _reusable_uses_import(
+        purchase,
+        [(c.get("code") or "", c.get("secret") or "") for c in codes if c.get("reusable")],
+        unit_cost=unit_cost,
+        note=note,
+    )
+    reserved = shared if reserve else 0
     if reserve and parsed.codes:
         now = timezone.now()
         # By digest: a code the vault already held (a duplicate, not re-imported) is found too.
-        reserved = (
+        reserved += (
             Card.objects.filter(digest__in=[code_digest(code) for code, _ in parsed.codes], reusable=False)
             .filter(Q(status=Card.Status.AVAILABLE) | Q(status=Card.Status.RESERVED, reserved_for_id=line.pk))
             .update(
@@ -458,9 +483,10 @@ def _purchase_import(purchase: UpstreamPurchase, answer: dict, *, reserve: bool)
                 status_changed_at=now,
             )
         )
-    complete = remote.get("status") == Order.Status.DELIVERED or len(parsed.codes) >= purchase.quantity
+    received = len(parsed.codes) + shared
+    complete = remote.get("status") == Order.Status.DELIVERED or received >= purchase.quantity
     purchase.remote_number = str(remote.get("number") or "")[:32]
-    purchase.codes_received = len(parsed.codes)
+    purchase.codes_received = received
     purchase.codes_reserved = reserved
     alert = None
     if not complete:
@@ -483,6 +509,53 @@ def _purchase_import(purchase: UpstreamPurchase, answer: dict, *, reserve: bool)
             alert = (purchase.last_error_code, purchase.last_error)
     purchase.save()
     return reserved, alert
+
+
+def _reusable_uses_import(
+    purchase: UpstreamPurchase, pairs: list[tuple[str, str]], *, unit_cost: Decimal, note: str
+) -> int:
+    """Store the uses of reusable codes Site A sold for this purchase; returns how many.
+
+    A reusable code is the same code for every buyer, so the shop's vault holds it once (it is
+    deduplicated by digest) with one more allowed use per use bought: the delivery that follows in
+    this transaction takes exactly that use, and no other line can sell a use the shop did not buy.
+    The card points at the latest purchase's batch, so the use is booked at what it cost. The money
+    left the prepaid balance at Site A: the payable the delivery books for a shared code is settled
+    from it here.
+    """
+    from ledger.services import Line, ledger_post
+
+    parsed = codes_parse_rows([("",), *pairs])
+    if not parsed.codes:
+        return 0
+    variant = purchase.order_line.variant
+    batch = import_commit(
+        variant=variant,
+        parsed=parsed,
+        unit_cost=unit_cost,
+        source=ImportBatch.Source.UPSTREAM,
+        reusable=True,
+        max_uses=0,
+        note=note,
+    )
+    digests = [code_digest(code) for code, _ in parsed.codes]
+    cards = list(
+        Card.objects.select_for_update().filter(digest__in=digests, variant=variant, reusable=True).order_by("pk")
+    )
+    Card.objects.filter(pk__in=[c.pk for c in cards]).update(
+        max_uses=F("max_uses") + 1, status=Card.Status.AVAILABLE, batch=batch, status_changed_at=timezone.now()
+    )
+    total = money(unit_cost * len(cards))
+    if total:
+        dims = {"variant_id": variant.pk, "product_id": variant.product_id}
+        ledger_post(
+            kind="stock_purchase",
+            idempotency_key=f"upstream-reusable:{purchase.reference}",
+            reference=purchase.reference[:64],
+            memo=f"{len(cards)} use(s) of reusable codes of {variant.sku}",
+            lines=[Line("supplier_payable", total, dims), Line("prepaid_upstream", -total, dims)],
+        )
+    return len(cards)
 
 
 def _alert_once(*, purchase_id: int, code: str, message: str) -> bool:

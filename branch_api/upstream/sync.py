@@ -29,7 +29,7 @@ from branch_api.upstream.client import UpstreamClient
 from branch_api.upstream.errors import UpstreamError, UpstreamRefused
 from branch_api.upstream.models import UpstreamCategory, UpstreamConnection, UpstreamSelection
 from branch_api.upstream.selectors import connection_get
-from catalog.models import Category, Product, Variant
+from catalog.models import Category, Product, Variant, WholesaleTier
 from catalog.pricing import money
 
 PAGE_SIZE = 500
@@ -265,10 +265,13 @@ class _Plan:
     products: dict[int, int | None] = field(default_factory=dict)  # remote id -> local category override
     subtrees: list[tuple[str, int | None]] = field(default_factory=list)  # (remote path, override), deepest first
     mirrors: dict[int, int] = field(default_factory=dict)  # remote category id -> local category id
+    excluded: set[int] = field(default_factory=set)  # remote product ids the shop does not sell
 
     def __post_init__(self):
         for selection in UpstreamSelection.objects.all():
-            if selection.kind == UpstreamSelection.Kind.PRODUCT:
+            if selection.kind == UpstreamSelection.Kind.EXCLUDED:
+                self.excluded.add(selection.remote_id)
+            elif selection.kind == UpstreamSelection.Kind.PRODUCT:
                 self.products[selection.remote_id] = selection.local_category_id
             elif selection.remote_id in self.categories:
                 self.subtrees.append((self.categories[selection.remote_id].path, selection.local_category_id))
@@ -280,6 +283,8 @@ class _Plan:
     def placement(self, product: dict) -> tuple[bool, int | None]:
         """(selected, local category override or None to mirror Site A's tree)."""
         if product.get("delivery_mode", Product.DeliveryMode.AUTOMATIC) not in SELLABLE_MODES:
+            return False, None
+        if int(product["id"]) in self.excluded:
             return False, None
         if int(product["id"]) in self.products:  # a product chosen by itself wins over its category
             return True, self.products[int(product["id"])]
@@ -459,6 +464,12 @@ def _variant_copies_upsert(placed: list[tuple[dict, int]], copies: dict[int, Pro
             touched.add(product.upstream_id)
     Variant.objects.bulk_create(created)
     Variant.objects.bulk_update(changed, [*VARIANT_FIELDS, "updated"])
+    copies_by_remote = {**existing, **{v.upstream_id: v for v in created}}
+    retiered = _tier_copies_upsert({remote_id: data for remote_id, (data, _, _) in remote.items()}, copies_by_remote)
+    for remote_id in retiered:
+        touched.add(remote[remote_id][1].upstream_id)
+    if retiered:
+        Variant.objects.filter(upstream_id__in=list(retiered)).update(updated=now)
     # Variants Site A no longer lists for these products stop selling.
     dropped = (
         Variant.objects.filter(
@@ -470,6 +481,65 @@ def _variant_copies_upsert(placed: list[tuple[dict, int]], copies: dict[int, Pro
     if dropped:
         touched |= set(copies)  # which ones is not worth a query: they are counted as updated
     return touched
+
+
+def _remote_tiers(data: dict, cost: Decimal) -> dict[int, Decimal]:
+    """Site A's quantity breaks of one variant, at the branch's cost: {from quantity: unit cost}.
+    Only real breaks are kept (from 2 units on, cheaper than for fewer units)."""
+    tiers: dict[int, Decimal] = {}
+    for tier in sorted(data.get("tiers") or [], key=lambda t: int(t.get("min_quantity") or 0)):
+        min_quantity, tier_cost = int(tier.get("min_quantity") or 0), money(Decimal(str(tier.get("cost") or "0")))
+        if min_quantity >= 2 and Decimal("0") <= tier_cost < cost:
+            tiers[min_quantity] = cost = tier_cost
+    return tiers
+
+
+def _tier_copies_upsert(remote: dict[int, dict], copies: dict[int, Variant]) -> set[int]:
+    """Keep each copy's cost tiers equal to Site A's (``unit_cost``; a tier price the shop set itself,
+    ``unit_price``, stays). Returns the remote ids of the variants whose tiers changed. Three queries
+    at most per page, whatever its size."""
+    wanted = {
+        copies[remote_id].pk: _remote_tiers(data, money(Decimal(str(data.get("cost") or "0"))))
+        for remote_id, data in remote.items()
+    }
+    stored: dict[int, dict[int, tuple[int, Decimal | None, Decimal | None]]] = {}
+    rows = WholesaleTier.objects.filter(variant_id__in=list(wanted)).values_list(
+        "variant_id", "pk", "min_quantity", "unit_price", "unit_cost"
+    )
+    for variant_id, pk, min_quantity, unit_price, unit_cost in rows:
+        stored.setdefault(variant_id, {})[min_quantity] = (pk, unit_price, unit_cost)
+    upsert: list[WholesaleTier] = []
+    gone: list[int] = []  # copied tiers Site A dropped
+    cleared: list[int] = []  # the shop's own tier price stays, Site A's cost break on it goes
+    changed: set[int] = set()
+    for variant_id, tiers in wanted.items():
+        mine = stored.get(variant_id, {})
+        for min_quantity, (pk, unit_price, unit_cost) in mine.items():
+            if unit_cost is not None and min_quantity not in tiers:
+                (gone if unit_price is None else cleared).append(pk)
+                changed.add(variant_id)
+        for min_quantity, unit_cost in tiers.items():
+            row = mine.get(min_quantity)
+            if row is None or row[2] != unit_cost:
+                upsert.append(
+                    WholesaleTier(
+                        variant_id=variant_id,
+                        min_quantity=min_quantity,
+                        unit_cost=unit_cost,
+                        unit_price=row[1] if row else None,
+                    )
+                )
+                changed.add(variant_id)
+    if gone:
+        WholesaleTier.objects.filter(pk__in=gone).delete()
+    if cleared:
+        WholesaleTier.objects.filter(pk__in=cleared).update(unit_cost=None)
+    if upsert:
+        WholesaleTier.objects.bulk_create(
+            upsert, update_conflicts=True, unique_fields=["variant", "min_quantity"], update_fields=["unit_cost"]
+        )
+    by_pk = {variant.pk: remote_id for remote_id, variant in copies.items()}
+    return {by_pk[variant_id] for variant_id in changed}
 
 
 def _copies_deactivate(remote_ids: list[int]) -> int:

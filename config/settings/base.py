@@ -313,6 +313,9 @@ BRANCH_UPSTREAM_URL = env_str(
 # Outbound webhooks may target private, loopback or link-local addresses only when this is on (or
 # DEBUG): otherwise a branch could make Site A call its internal services (SSRF).
 WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
+# Narrower: loopback only (127.0.0.0/8, ::1, localhost and *.localhost), so the branches of a local
+# deployment receive Site A's webhooks. On in local and test settings; production forces it off.
+WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", False)
 
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 15)
 

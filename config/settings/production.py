@@ -8,6 +8,9 @@ from config.settings.base import CODE_HMAC_PEPPER, FIELD_ENCRYPTION_KEYS, SECRET
 from core.crypto import validate_key_material
 
 DEBUG = False
+# Not read from the environment: in production a branch's webhook URL may never reach this host's
+# own services (SSRF); WEBHOOK_ALLOW_PRIVATE_URLS stays the explicit, documented escape hatch.
+WEBHOOK_ALLOW_LOOPBACK = False
 
 if len(SECRET_KEY) < 50 or "insecure" in SECRET_KEY or len(set(SECRET_KEY)) < 10:
     raise ImproperlyConfigured("SECRET_KEY must be set to a random value of at least 50 characters in production.")

@@ -96,3 +96,37 @@ def test_new_branches_get_terms_and_a_working_connection():
     with schema_context(result.schema):
         api_key, secret = connection_credentials(UpstreamConnection.objects.get())
     assert SignedClient(api_key, secret).get("/api/branch/v1/ping").json()["branch"] == "gamma-net"
+
+
+def test_hiding_a_product_in_the_terms_admin_resends_the_catalog_and_tells_the_branch(site_admin, settings):
+    from branch_api.provider.models import WebhookDelivery
+    from branch_api.provider.webhooks import webhook_endpoint_create
+    from tests.commerce import product_with_codes
+
+    settings.WEBHOOK_ALLOW_LOOPBACK = True
+    terms = _terms()
+    with schema_context("public"):
+        product = product_with_codes(codes=1)
+        webhook_endpoint_create(branch=terms.branch, url="http://127.0.0.1:9/hook")
+    form = {
+        "branch": terms.branch_id,
+        "mode": terms.mode,
+        "price_list": "",
+        "show_everything": "on",
+        "hidden_products": [product.pk],
+        "low_balance_threshold": "50.00",
+        "ip_allowlist": "",
+        "rate_per_minute": "600",
+    }
+    page = site_admin.get(f"/admin/branch_provider/branchterms/{terms.pk}/change/").content.decode()
+    assert 'name="hidden_products"' in page
+
+    response = site_admin.post(f"/admin/branch_provider/branchterms/{terms.pk}/change/", form)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    with schema_context("public"):
+        saved = BranchTerms.objects.get(pk=terms.pk)
+        assert list(saved.hidden_products.values_list("pk", flat=True)) == [product.pk]
+        assert saved.updated > terms.updated  # the change feed answers "full"
+        announced = WebhookDelivery.objects.get(endpoint__branch=terms.branch, event_type="product.updated")
+        assert announced.payload["data"]["product_ids"] == [product.pk]

@@ -149,6 +149,7 @@ def test_products_show_the_branch_cost_and_only_visible_ones(alpha_api, beta_api
         "sku": variant.sku,
         "name": variant.name,
         "cost": "12.00",
+        "tiers": [],
         "stock": 3,
         "is_active": True,
     }
@@ -293,18 +294,6 @@ def test_statement_lists_top_ups_and_purchases(alpha_api):
     ]
 
 
-def test_shared_reusable_codes_are_not_resold_to_branches(alpha_api):
-    from tests.commerce import product_with_codes
-
-    with schema_context("public"):
-        from branch_api.provider.services import terms_ensure
-
-        variant = product_with_codes(codes=1, reusable=True, max_uses=10)
-        terms_ensure(Branch.objects.get(slug="alpha")).visible_products.add(variant.product)
-    top_up("alpha", "100.00")
-    assert _error(_buy(alpha_api, variant, key="shared-1")) == (409, "not_resellable")
-
-
 def test_crossing_the_low_balance_threshold_emails_the_owner_once(alpha_api, django_capture_on_commit_callbacks):
     from django.core import mail
 
@@ -338,3 +327,29 @@ def test_a_top_up_may_only_return_to_the_branchs_own_domain(alpha_api):
         idempotency_key="top-up-beta-1",
     )
     assert _error(other_branch) == (400, "invalid")
+
+
+def test_a_product_hidden_from_a_branch_inside_a_visible_category_is_neither_listed_nor_sold(alpha_api, beta_api):
+    from branch_api.provider.services import terms_ensure
+    from catalog.models import Category
+    from tests.commerce import product_with_codes
+
+    with schema_context("public"):
+        category = Category.objects.create(name="Hidden inside", slug="hidden-inside")
+        shown = product_with_codes(codes=2, cost="10.00", price="12.00", category=category)
+        hidden = product_with_codes(codes=2, cost="10.00", price="12.00", category=category)
+        for slug in ("alpha", "beta"):
+            terms = terms_ensure(Branch.objects.get(slug=slug))
+            terms.visible_categories.add(category)
+        terms_ensure(Branch.objects.get(slug="alpha")).hidden_products.add(hidden.product)
+    top_up("alpha", "50.00")
+
+    ids = [p["id"] for p in alpha_api.get("/api/branch/v1/products").json()["results"]]
+    assert shown.product_id in ids and hidden.product_id not in ids
+    assert hidden.product_id in [p["id"] for p in beta_api.get("/api/branch/v1/products").json()["results"]]
+    assert _error(_buy(alpha_api, hidden, reference="hidden-1", key="hidden-key-1")) == (404, "not_found")
+
+    with schema_context("public"):
+        terms_ensure(Branch.objects.get(slug="alpha")).hidden_products.remove(hidden.product)
+    assert hidden.product_id in [p["id"] for p in alpha_api.get("/api/branch/v1/products").json()["results"]]
+    assert _buy(alpha_api, hidden, reference="hidden-2", key="hidden-key-2").status_code == 201
