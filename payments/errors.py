@@ -18,3 +18,10 @@ class ManualConfirmationRefused(DomainError):
 
     code = "manual_confirmation_refused"
     default_message = "The payment could not be confirmed manually."
+
+
+class ChannelNotApplicable(DomainError):
+    """The channel exists but does not take this payment (amount outside its limits, or currency)."""
+
+    code = "channel_not_applicable"
+    default_message = "This payment method cannot be used for this amount or currency."

@@ -37,3 +37,6 @@ ExpectedTotalMismatch = _error(
 NotFound = _error("NotFound", 404, "not_found", "Not found.")
 Invalid = _error("Invalid", 400, "invalid", "The request is not valid.")
 NotResellable = _error("NotResellable", 409, "not_resellable", "Shared (reusable) codes are not sold to branches.")
+CollectNotEnabled = _error(
+    "CollectNotEnabled", 403, "collect_not_enabled", "This branch takes payments through its own channels."
+)
