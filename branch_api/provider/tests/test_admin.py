@@ -96,3 +96,45 @@ def test_new_branches_get_terms_and_a_working_connection():
     with schema_context(result.schema):
         api_key, secret = connection_credentials(UpstreamConnection.objects.get())
     assert SignedClient(api_key, secret).get("/api/branch/v1/ping").json()["branch"] == "gamma-net"
+
+
+def _terms_form(terms: BranchTerms, **overrides) -> dict:
+    return {
+        "branch": terms.branch_id,
+        "mode": terms.mode,
+        "low_balance_threshold": "50.00",
+        "rate_per_minute": "600",
+        "ip_allowlist": "",
+        **overrides,
+    }
+
+
+def test_site_a_staff_switch_a_branch_to_platform_collect_and_the_branch_admin_shows_it(site_admin, staff_client):
+    from branch_api.upstream.models import UpstreamConnection
+
+    terms = _terms()
+    with schema_context("alpha"):
+        connection_id = UpstreamConnection.objects.get().pk
+    connection_page = f"/admin/branch_upstream/upstreamconnection/{connection_id}/change/"
+    assert "through its own payment channels" in staff_client.get(connection_page).content.decode()
+
+    url = f"/admin/branch_provider/branchterms/{terms.pk}/change/"
+    response = site_admin.post(url, _terms_form(terms, mode=BranchTerms.Mode.PLATFORM_COLLECT))
+    assert response.status_code == 302
+    assert _terms().mode == BranchTerms.Mode.PLATFORM_COLLECT
+    page = staff_client.get(connection_page).content.decode()
+    assert "Site A collects through its channels" in page
+    assert 'name="mode"' not in page  # read-only for the branch: only Site A sets it
+
+
+def test_site_a_admin_refuses_collecting_for_a_branch_in_another_currency(site_admin):
+    from tenants.models import Branch
+
+    terms = _terms()
+    with schema_context("public"):
+        Branch.objects.filter(pk=terms.branch_id).update(currency="EUR")
+    url = f"/admin/branch_provider/branchterms/{terms.pk}/change/"
+    response = site_admin.post(url, _terms_form(terms, mode=BranchTerms.Mode.PLATFORM_COLLECT))
+    assert response.status_code == 200
+    assert "mode" in response.context["adminform"].form.errors
+    assert _terms().mode == BranchTerms.Mode.OWN_GATEWAY
