@@ -108,11 +108,27 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
     list_filter = ["status", "provider", "created"]
     search_fields = ["token", "external_id", "order__number"]
     list_select_related = ["order"]
-    fields = ["order", "provider", "token", "amount", "currency", "status", "external_id", "created", "succeeded_at"]
+    fields = [
+        "order",
+        "purpose",
+        "subject_id",
+        "provider",
+        "token",
+        "amount",
+        "fee",
+        "fee_payer",
+        "currency",
+        "status",
+        "external_id",
+        "created",
+        "succeeded_at",
+    ]
     readonly_fields = fields
 
     @display(description=_("Order"), ordering="order__number")
     def order_link(self, obj: PaymentAttempt):
+        if obj.order_id is None:  # a top-up or a branch sale Site A collects
+            return f"{obj.get_purpose_display()} #{obj.subject_id}"
         return format_html(
             '<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[obj.order_id]), obj.order.number
         )

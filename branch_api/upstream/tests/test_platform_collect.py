@@ -142,6 +142,16 @@ def test_a_customer_pays_site_a_and_the_branch_keeps_its_profit_in_its_balance(
     assert row.closing_balance == row.opening_balance + row.collected - row.purchases + row.other == D("5.00")
     assert row.site_a_margin == row.purchases - row.site_a_cost
 
+    from core.management.commands.seed_demo import demo_admin_ensure
+
+    demo_admin_ensure("root@site-a.test", "root-pass-12345")
+    admin = host_client("localhost")
+    admin.post("/accounts/login/", {"login": "root@site-a.test", "password": "root-pass-12345"})
+    sales = admin.get("/admin/branch_provider/branchsale/")
+    assert sales.status_code == 200 and order.number.encode() in sales.content
+    attempts = admin.get("/admin/payments/paymentattempt/")
+    assert attempts.status_code == 200 and b"Branch sale collected by Site A" in attempts.content
+
 
 def test_duplicate_concurrent_callbacks_credit_the_balance_once(collect_mode, celery_worker_thread):
     _remote, local = _alpha_sells_site_a_product(price="10.00", codes=2)
