@@ -186,3 +186,29 @@ def test_admin_saves_fees_limits_and_normalised_currencies(staff_client):
         channel = PaymentChannel.objects.get()
     assert (channel.fee_percent, channel.fee_fixed, channel.fee_payer) == (D("1.50"), D("0.10"), "customer")
     assert (channel.min_amount, channel.max_amount, channel.currencies) == (D("1.00"), D("500.00"), "USD, CNY")
+
+
+def test_the_product_page_names_the_fee_the_customer_pays(alpha):
+    with schema_context("alpha"):
+        variant = product_with_codes(codes=2, price="15.00")
+        customer = PaymentChannel.FeePayer.CUSTOMER
+        _channel("sandbox", "Test card", fee_percent=D("2.50"), fee_fixed=D("0.30"), fee_payer=customer)
+    page = host_client("alpha.localhost").get(f"/p/{variant.product.slug}/").content.decode()
+    assert "Test card (fee 2.5% + 0.30)" in page
+
+
+def test_a_wallet_top_up_is_credited_without_the_surcharge():
+    from django.contrib.auth import get_user_model
+
+    from payments.wallet import wallet_balance, wallet_top_up_start
+
+    with schema_context("alpha"):
+        user = get_user_model().objects.create_user(username="fee-payer", email="fee@example.test", password="x" * 12)
+        _channel("sandbox", "Sandbox", fee_percent=D("1"), fee_payer=PaymentChannel.FeePayer.CUSTOMER)
+        attempt, _url = wallet_top_up_start(user=user, amount="10.00", provider_code="sandbox")
+        assert attempt.amount == D("10.10")
+        notification = SandboxProvider().notification(attempt=attempt)
+        assert payment_callback_handle(provider_code="sandbox", data=notification) == (True, "ok")
+        assert wallet_balance(user) == D("10.00")
+        assert (_balance("payment_clearing"), _balance("payment_fee_income")) == (D("10.10"), D("0.10"))
+        assert ledger_check() == []
