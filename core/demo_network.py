@@ -1,7 +1,8 @@
 """The demo's branch network: alpha and beta buy from Site A (idempotent, like the rest of the demo).
 
 - alpha sees Site A's whole catalog, sells its Software licences at +50 % and has prepaid 500;
-- beta sees one category (Game top-ups), sells it at +20 % and has prepaid 200;
+- beta sees one category (Game top-ups), sells it at +20 % and has prepaid 200; Site A collects its
+  customers' payments (platform-collect mode), so each sale adds beta's profit to that balance;
 - a few customer orders for Site A products were already bought upstream and delivered.
 
 Branches reach Site A through the signed HTTP API; during seeding the web server is not up yet, so
@@ -21,6 +22,8 @@ NETWORK = {
     "alpha": (None, "software-licences", Decimal("50"), Decimal("500.00")),
     "beta": (("game-top-ups",), "game-top-ups", Decimal("20"), Decimal("200.00")),
 }
+# Branches whose customers pay through Site A's channels; the others take payments themselves.
+PLATFORM_COLLECT = {"beta"}
 UPSTREAM_ORDERS = {
     "alpha": (("olivia.brown@example.com", 1), ("kenji.sato@example.jp", 2)),
     "beta": (("ana.silva@example.com.br", 1),),
@@ -52,6 +55,7 @@ def demo_network_seed() -> None:
 
 
 def _terms_ensure(slug: str, visible: tuple[str, ...] | None, prepaid: Decimal) -> None:
+    from branch_api.provider.models import BranchTerms
     from branch_api.provider.services import branch_top_up, terms_ensure
     from catalog.models import Category
     from tenants.models import Branch
@@ -60,6 +64,7 @@ def _terms_ensure(slug: str, visible: tuple[str, ...] | None, prepaid: Decimal) 
         branch = Branch.objects.get(slug=slug)
         terms = terms_ensure(branch)
         terms.show_everything = visible is None
+        terms.mode = BranchTerms.Mode.PLATFORM_COLLECT if slug in PLATFORM_COLLECT else BranchTerms.Mode.OWN_GATEWAY
         terms.save()
         if visible:
             terms.visible_categories.set(Category.objects.filter(slug__in=visible))
@@ -92,8 +97,7 @@ def _upstream_orders_ensure(slug: str) -> None:
     from catalog.models import Product, Variant
     from orders.models import Order
     from orders.services import CartItem, order_place
-    from payments.providers.sandbox import SandboxProvider
-    from payments.services import payment_callback_handle, payment_start
+    from payments.services import payment_start
 
     with schema_context(slug):
         variant = (
@@ -115,8 +119,24 @@ def _upstream_orders_ensure(slug: str) -> None:
                 items=[CartItem(variant_id=variant.pk, quantity=quantity)], email=email, client_ip="127.0.0.1"
             )
             attempt, _url = payment_start(order=order, provider_code="sandbox")
-            payment_callback_handle(provider_code="sandbox", data=SandboxProvider().notification(attempt=attempt))
+            _sandbox_pays(attempt)
             _fulfil_until_delivered(order.pk)
+
+
+def _sandbox_pays(attempt) -> None:
+    """The sandbox gateway confirms ``attempt`` to the shop that opened it: Site A for a sale it
+    collects (which then marks the branch's order paid; done here too, in case no worker runs)."""
+    from branch_api.provider.collect import branch_sale_settle
+    from payments.models import PaymentAttempt
+    from payments.providers.sandbox import SandboxProvider
+    from payments.services import payment_callback_handle
+
+    if attempt.purpose != PaymentAttempt.Purpose.BRANCH_SALE:
+        payment_callback_handle(provider_code="sandbox", data=SandboxProvider().notification(attempt=attempt))
+        return
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        payment_callback_handle(provider_code="sandbox", data=SandboxProvider().notification(attempt=attempt))
+    branch_sale_settle(sale_id=attempt.subject_id, payment_reference=f"sandbox:{attempt.token}")
 
 
 def _fulfil_until_delivered(order_id: int, *, seconds: float = 15) -> None:

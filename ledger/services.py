@@ -23,6 +23,9 @@ STANDARD_ACCOUNTS = {
     "wallet_adjustments": ("Wallet adjustments by staff", Account.Kind.EXPENSE),
     # A branch's money held at Site A (its prepaid balance there): codes bought from Site A are paid from it.
     "prepaid_upstream": ("Prepaid balance at Site A", Account.Kind.ASSET),
+    # Payment channel fees: charged to the customer on top (income) or absorbed by the shop (expense).
+    "payment_fee_income": ("Payment fees charged to customers", Account.Kind.REVENUE),
+    "payment_fees": ("Payment channel fees", Account.Kind.EXPENSE),
 }
 
 

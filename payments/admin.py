@@ -1,6 +1,8 @@
 """Payments admin: channels (per shop; secrets are write-only), attempts and inbound callbacks (read-only:
 they are the audit trail of the gateways)."""
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin
 from django.http import HttpResponseRedirect
@@ -11,7 +13,7 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import display
 from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminSelectWidget
 
-from payments.channels import payment_channel_save
+from payments.channels import FEE_AND_LIMIT_FIELDS, payment_channel_save
 from payments.manual import confirmation_password_set
 from payments.models import ManualConfirmation, PaymentAttempt, PaymentCallback, PaymentChannel, PaymentSettings
 from payments.providers import PROVIDERS
@@ -29,7 +31,7 @@ class PaymentChannelForm(forms.ModelForm):
 
     class Meta:
         model = PaymentChannel
-        fields = ["provider", "name", "is_enabled", "sort_order", "config"]
+        fields = ["provider", "name", "is_enabled", "sort_order", *FEE_AND_LIMIT_FIELDS, "config"]
         help_texts = {
             "config": _('Non-secret settings, e.g. {"gateway_url": "https://pay.example.com/", "pid": "1001"}.'),
         }
@@ -37,10 +39,21 @@ class PaymentChannelForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["provider"].choices = [(code, provider.label) for code, provider in PROVIDERS.items()]
+        for name in ("fee_percent", "fee_fixed", "fee_payer"):  # empty: no fee, as before fees existed
+            self.fields[name].required = False
         if self.instance.pk is not None:
             self.fields["provider"].disabled = True  # the stored secret is bound to the provider code
         elif not self.instance.secret_encrypted:
             self.fields["secret"].required = True
+
+    def clean_fee_percent(self):
+        return self.cleaned_data.get("fee_percent") or Decimal("0.00")
+
+    def clean_fee_fixed(self):
+        return self.cleaned_data.get("fee_fixed") or Decimal("0.00")
+
+    def clean_fee_payer(self):
+        return self.cleaned_data.get("fee_payer") or PaymentChannel.FeePayer.SHOP
 
     def clean_config(self):
         config = self.cleaned_data.get("config") or {}
@@ -62,8 +75,12 @@ class PaymentChannelForm(forms.ModelForm):
 @admin.register(PaymentChannel)
 class PaymentChannelAdmin(ModelAdmin):
     form = PaymentChannelForm
-    list_display = ["name", "provider", "is_enabled", "sort_order", "secret_stored", "updated"]
-    fields = ["provider", "name", "is_enabled", "sort_order", "config", "secret", "secret_stored"]
+    list_display = ["name", "provider", "is_enabled", "sort_order", "fee_percent", "fee_fixed", "fee_payer", "updated"]
+    fieldsets = [
+        (None, {"fields": ["provider", "name", "is_enabled", "sort_order"]}),
+        (_("Fee, limits and currencies"), {"fields": list(FEE_AND_LIMIT_FIELDS)}),
+        (_("Connection"), {"fields": ["config", "secret", "secret_stored"]}),
+    ]
     readonly_fields = ["secret_stored"]
 
     def save_model(self, request, obj, form, change):
@@ -76,6 +93,7 @@ class PaymentChannelAdmin(ModelAdmin):
             sort_order=data.get("sort_order") or 0,
             config=data.get("config") or {},
             secret=data.get("secret", ""),
+            fees_and_limits={name: data[name] for name in FEE_AND_LIMIT_FIELDS if name in data},
         )
 
     @display(description=_("Secret"), boolean=True)
@@ -101,12 +119,14 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
     search_fields = ["token", "external_id", "order__number"]
     list_select_related = ["order"]
     fields = [
-        "purpose",
         "order",
+        "purpose",
         "subject_id",
         "provider",
         "token",
         "amount",
+        "fee",
+        "fee_payer",
         "currency",
         "status",
         "external_id",
@@ -117,7 +137,7 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
 
     @display(description=_("Paying for"), ordering="order__number")
     def order_link(self, obj: PaymentAttempt):
-        if obj.order_id is None:  # a top-up: no order to link to
+        if obj.order_id is None:  # a top-up or a branch sale Site A collects
             return f"{obj.get_purpose_display()} #{obj.subject_id}"
         return format_html(
             '<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[obj.order_id]), obj.order.number

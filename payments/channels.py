@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from cryptography.exceptions import InvalidTag
+from django.core.exceptions import ValidationError
 
 from core.crypto import decrypt, encrypt
+from core.errors import DomainError
 from payments.models import PaymentChannel
+
+FEE_AND_LIMIT_FIELDS = ("fee_percent", "fee_fixed", "fee_payer", "min_amount", "max_amount", "currencies")
 
 
 def _aad(channel: PaymentChannel) -> str:
@@ -54,8 +58,11 @@ def payment_channel_save(
     sort_order: int = 0,
     config: dict | None = None,
     secret: str = "",
+    fees_and_limits: dict | None = None,
 ) -> PaymentChannel:
-    """Create or update a channel. An empty ``secret`` keeps the stored one (unless the provider changed)."""
+    """Create or update a channel. An empty ``secret`` keeps the stored one (unless the provider changed).
+
+    ``fees_and_limits``: any of ``FEE_AND_LIMIT_FIELDS`` (validated by the model's ``clean``)."""
     stored = ""
     if channel.pk is not None:
         try:
@@ -67,6 +74,13 @@ def payment_channel_save(
     channel.is_enabled = is_enabled
     channel.sort_order = sort_order
     channel.config = config or {}
+    for field, value in (fees_and_limits or {}).items():
+        if field in FEE_AND_LIMIT_FIELDS:
+            setattr(channel, field, value)
+    try:
+        channel.clean()
+    except ValidationError as exc:
+        raise DomainError("; ".join(exc.messages), code="channel_invalid") from None
     channel_set_secret(channel, secret=secret.strip() or stored)
     channel.save()
     return channel

@@ -47,3 +47,10 @@ class RefundOutcomeUnknown(DomainError):
 
     code = "refund_outcome_unknown"
     default_message = "The payment gateway did not answer. The refund is pending; retry it later."
+
+
+class ChannelNotApplicable(DomainError):
+    """The channel exists but does not take this payment (amount outside its limits, or currency)."""
+
+    code = "channel_not_applicable"
+    default_message = "This payment method cannot be used for this amount or currency."

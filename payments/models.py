@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -20,6 +23,8 @@ class PaymentAttempt(models.Model):
         ORDER = "order", _("Order")
         BRANCH_TOP_UP = "branch_top_up", _("Branch balance top-up")
         WALLET_TOP_UP = "wallet_top_up", _("Customer wallet top-up")  # subject_id: the customer (user) id
+        # Site A collecting a branch's sale (platform-collect mode); subject_id: a BranchSale on Site A.
+        BRANCH_SALE = "branch_sale", _("Branch sale collected by Site A")
 
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.ORDER)
     order = models.ForeignKey(
@@ -36,6 +41,13 @@ class PaymentAttempt(models.Model):
     # A second gateway reference where the gateway reports payments under another id than the one we
     # were given at start (Stripe: the PaymentIntent id, which its balance transactions carry).
     gateway_reference = models.CharField(max_length=128, blank=True, db_index=True)
+
+    # The channel's fee on this payment, fixed when it starts. A customer-paid fee (surcharge) is
+    # included in ``amount``; a fee the shop absorbs is not.
+    fee = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    fee_payer = models.CharField(max_length=12, blank=True)
+    # Where the gateway sends the customer back to (empty: the provider's default page).
+    return_url = models.URLField(max_length=500, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
 
@@ -56,6 +68,16 @@ class PaymentAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.amount} {self.currency} ({self.status})"
+
+    @property
+    def surcharge(self) -> Decimal:
+        """The part of ``amount`` that is the customer-paid channel fee."""
+        return self.fee if self.fee_payer == PaymentChannel.FeePayer.CUSTOMER else Decimal("0.00")
+
+    @property
+    def goods_amount(self) -> Decimal:
+        """What is being paid for (the order total, the top-up), without the surcharge."""
+        return self.amount - self.surcharge
 
 
 class PaymentCallback(models.Model):
@@ -91,10 +113,31 @@ class PaymentChannel(models.Model):
     ``payments.channels`` and is never shown back in the admin.
     """
 
+    class FeePayer(models.TextChoices):
+        SHOP = "shop", _("The shop absorbs it")
+        CUSTOMER = "customer", _("The customer pays it (surcharge)")
+
     provider = models.CharField(_("provider"), max_length=32, unique=True)
     name = models.CharField(_("display name"), max_length=80)
     is_enabled = models.BooleanField(_("enabled"), default=True)
     sort_order = models.PositiveSmallIntegerField(_("sort order"), default=0)
+    fee_percent = models.DecimalField(
+        _("fee, %"), max_digits=5, decimal_places=2, default=Decimal("0.00"), validators=[MinValueValidator(0)]
+    )
+    fee_fixed = models.DecimalField(_("fixed fee"), **MONEY, default=Decimal("0.00"), validators=[MinValueValidator(0)])
+    fee_payer = models.CharField(_("fee paid by"), max_length=12, choices=FeePayer.choices, default=FeePayer.SHOP)
+    min_amount = models.DecimalField(
+        _("minimum amount"), **MONEY, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    max_amount = models.DecimalField(
+        _("maximum amount"), **MONEY, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    currencies = models.CharField(
+        _("currencies"),
+        max_length=200,
+        blank=True,
+        help_text=_("ISO codes separated by commas, e.g. USD, CNY. Empty: every currency."),
+    )
     # e.g. {"gateway_url": "https://pay.example.com/", "pid": "1001", "pay_type": "alipay"}
     config = models.JSONField(_("settings"), default=dict, blank=True)
     secret_encrypted = models.TextField(blank=True)
@@ -108,6 +151,23 @@ class PaymentChannel(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.provider
+
+    @property
+    def currency_list(self) -> list[str]:
+        return [code.strip().upper() for code in self.currencies.split(",") if code.strip()]
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        errors = {}
+        if self.min_amount is not None and self.max_amount is not None and self.min_amount > self.max_amount:
+            errors["max_amount"] = _("The maximum must not be below the minimum.")
+        bad = [code for code in self.currency_list if len(code) != 3 or not code.isalpha() or not code.isascii()]
+        if bad:
+            errors["currencies"] = _("Not a three-letter currency code: %(codes)s.") % {"codes": ", ".join(bad)}
+        if errors:
+            raise ValidationError(errors)
+        self.currencies = ", ".join(dict.fromkeys(self.currency_list))
 
 
 class PaymentSettings(models.Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -11,14 +12,24 @@ from orders.errors import OrderNotPayable, OrderStateError
 from orders.models import Order
 from orders.services import order_mark_paid
 from payments.errors import CallbackRejected
+from payments.fees import attempt_fee_fields, payment_channel_check, payment_fee_book
 from payments.models import PaymentAttempt, PaymentCallback
 from payments.providers import CallbackData, get_provider
 
 
 def payment_start(*, order: Order, provider_code: str, request=None) -> tuple[PaymentAttempt, str]:
-    """Open a payment attempt for an unpaid order; returns it and the URL to send the customer to."""
+    """Open a payment attempt for an unpaid order; returns it and the URL to send the customer to.
+
+    The channel must be offered and apply to the order's total and currency; its surcharge, if the
+    customer pays the fee, is added to the attempt (the order total stays the goods total). A branch
+    in platform-collect mode opens the attempt at Site A instead (``branch_api.provider.collect``).
+    """
     if order.status != Order.Status.PENDING_PAYMENT or order.expires_at <= timezone.now():
         raise OrderNotPayable()
+    from branch_api.provider.collect import collect_mode_active, collect_payment_start
+
+    if collect_mode_active():
+        return collect_payment_start(order=order, provider_code=provider_code, request=request)
     return _attempt_open(
         provider_code=provider_code,
         request=request,
@@ -26,22 +37,56 @@ def payment_start(*, order: Order, provider_code: str, request=None) -> tuple[Pa
     )
 
 
+def payment_check(*, order: Order, provider_code: str) -> None:
+    """Refuse a channel that is not offered for this order or does not take its total and currency
+    (Site A's channels for a branch in platform-collect mode). Raises ``ProviderUnavailable`` or
+    ``ChannelNotApplicable``."""
+    from django_tenants.utils import schema_context
+
+    from branch_api.provider.collect import collect_mode_active
+
+    check = {"provider_code": provider_code, "amount": order.total, "currency": order.currency}
+    if collect_mode_active():
+        with schema_context(settings.PUBLIC_SCHEMA_NAME):
+            payment_channel_check(**check)
+    else:
+        payment_channel_check(**check)
+
+
 def payment_start_for(
-    *, purpose: str, subject_id: int, amount, currency: str, provider_code: str, request=None
+    *,
+    purpose: str,
+    subject_id: int,
+    amount,
+    currency: str,
+    provider_code: str,
+    request=None,
+    return_url: str = "",
 ) -> tuple[PaymentAttempt, str]:
     """Open a payment attempt for something other than an order (e.g. a branch balance top-up)."""
     return _attempt_open(
         provider_code=provider_code,
         request=request,
-        fields={"purpose": purpose, "subject_id": subject_id, "amount": amount, "currency": currency},
+        fields={
+            "purpose": purpose,
+            "subject_id": subject_id,
+            "amount": amount,
+            "currency": currency,
+            "return_url": return_url,
+        },
+        for_order=purpose == PaymentAttempt.Purpose.BRANCH_SALE,
     )
 
 
-def _attempt_open(*, provider_code: str, request, fields: dict) -> tuple[PaymentAttempt, str]:
+def _attempt_open(*, provider_code: str, request, fields: dict, for_order: bool = True) -> tuple[PaymentAttempt, str]:
     """Record the attempt, then ask the provider where to pay. The provider may call its gateway
     (Stripe creates a Checkout Session), so that happens outside any transaction of ours; if it fails,
     the attempt is marked failed and the error goes up."""
     provider = get_provider(provider_code)
+    channel = payment_channel_check(
+        provider_code=provider_code, amount=fields["amount"], currency=fields["currency"], for_order=for_order
+    )
+    fields = {**fields, **attempt_fee_fields(channel, amount=fields["amount"])}
     attempt = PaymentAttempt.objects.create(provider=provider_code, token=secrets.token_urlsafe(24), **fields)
     try:
         return attempt, provider.start_url(attempt=attempt, request=request)
@@ -106,12 +151,15 @@ def _apply_success(attempt: PaymentAttempt, parsed: CallbackData) -> None:
             attempt.save(update_fields=["status", "external_id", "succeeded_at", "gateway_reference"])
     except IntegrityError:
         raise CallbackRejected("trade number already used", code="duplicate_trade_no") from None
+    payment_fee_book(attempt=attempt)
+    # What was paid for: the surcharge (a customer-paid channel fee) is not part of the order or top-up.
+    paid = parsed.amount - attempt.surcharge
     if attempt.purpose == PaymentAttempt.Purpose.BRANCH_TOP_UP:
         from branch_api.provider.services import top_up_mark_paid
 
         top_up_mark_paid(
             top_up_id=attempt.subject_id,
-            amount=parsed.amount,
+            amount=paid,
             currency=parsed.currency,
             payment_reference=f"{attempt.provider}:{parsed.external_id}",
         )
@@ -121,14 +169,19 @@ def _apply_success(attempt: PaymentAttempt, parsed: CallbackData) -> None:
 
         wallet_top_up_apply(
             attempt=attempt,
-            amount=parsed.amount,
+            amount=paid,
             currency=parsed.currency,
             payment_reference=f"{attempt.provider}:{parsed.external_id}",
         )
         return
+    if attempt.purpose == PaymentAttempt.Purpose.BRANCH_SALE:
+        from branch_api.provider.collect import branch_sale_collect
+
+        branch_sale_collect(attempt=attempt, amount=paid, currency=parsed.currency)
+        return
     order_mark_paid(
         order_id=attempt.order_id,
-        amount=parsed.amount,
+        amount=paid,
         currency=parsed.currency,
         provider=attempt.provider,
         payment_reference=parsed.external_id,

@@ -53,11 +53,25 @@ def sandbox_gateway(request, token: str):
         notification = SandboxProvider().notification(attempt=attempt, succeeded=succeeded)
         # A real gateway calls our callback URL server-to-server; the sandbox does the same in-process.
         payment_callback_handle(provider_code="sandbox", data=notification, remote_ip=client_ip(request))
+        if attempt.return_url:  # e.g. a branch's order page, for a sale Site A collects
+            return redirect(attempt.return_url)
         if top_up is not None:
             return redirect(top_up.return_url or "sandbox-gateway", **({} if top_up.return_url else {"token": token}))
         return redirect("order-detail", number=attempt.order.number)
-    context = {"attempt": attempt, "order": attempt.order, "top_up": top_up}
+    context = {"attempt": attempt, "order": attempt.order or _branch_sale_of(attempt), "top_up": top_up}
     return render(request, "payments/sandbox_gateway.html", context)
+
+
+def _branch_sale_of(attempt: PaymentAttempt):
+    """A branch's order that Site A collects, shown by its number (its lines live in the branch)."""
+    if attempt.purpose != PaymentAttempt.Purpose.BRANCH_SALE:
+        return None
+    from types import SimpleNamespace
+
+    from branch_api.provider.models import BranchSale
+
+    number = BranchSale.objects.filter(pk=attempt.subject_id).values_list("order_number", flat=True).first()
+    return SimpleNamespace(number=number) if number else None
 
 
 def _top_up_of(attempt: PaymentAttempt):

@@ -153,7 +153,7 @@ def wallet_top_up_apply(*, attempt: PaymentAttempt, amount: Decimal, currency: s
     """Credit a paid top-up to the wallet exactly once (the attempt is the idempotency key)."""
     from orders.errors import OrderStateError
 
-    if money(amount) != attempt.amount or currency != attempt.currency:
+    if money(amount) != attempt.goods_amount or currency != attempt.currency:
         raise OrderStateError("The paid amount does not match the top-up.", code="amount_mismatch")
     account = Account.objects.filter(code=wallet_account_code(attempt.subject_id)).first()
     if account is None:  # the wallet is normally created when the top-up starts
@@ -170,7 +170,7 @@ def wallet_top_up_apply(*, attempt: PaymentAttempt, amount: Decimal, currency: s
         idempotency_key=f"wallet-top-up:{attempt.pk}",
         reference=payment_reference[:64],
         memo=f"wallet top-up of user {attempt.subject_id}",
-        lines=[Line("payment_clearing", attempt.amount), Line(account.code, -attempt.amount)],
+        lines=[Line("payment_clearing", attempt.goods_amount), Line(account.code, -attempt.goods_amount)],
     )
 
 

@@ -19,11 +19,11 @@ class BuyForm(forms.Form):
     )
     payment = forms.ChoiceField(label=_("Payment method"), choices=[("sandbox", _("Sandbox (test payment)"))])
 
-    def __init__(self, *args, user=None, card: ProductCard | None = None, **kwargs):
+    def __init__(self, *args, user=None, card: ProductCard | None = None, channels=None, **kwargs):
         super().__init__(*args, **kwargs)
         from payments.selectors import checkout_channels
 
-        self.fields["payment"].choices = checkout_channels()
+        self.fields["payment"].choices = checkout_channels() if channels is None else channels
         self.user = user
         self.card = card
         if user is not None and user.is_authenticated:

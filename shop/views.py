@@ -23,7 +23,7 @@ from orders.models import Order
 from orders.selectors import order_authorize_session, order_delivered_codes, order_viewer_may_see_codes
 from orders.services import CartItem, order_check_lookup, order_place
 from payments.selectors import checkout_channels
-from payments.services import payment_start
+from payments.services import payment_check, payment_start
 from payments.wallet import PROVIDER_CODE as WALLET
 from payments.wallet import wallet_balance, wallet_movements, wallet_pay, wallet_top_up_start
 from shop.forms import BuyForm, OrderLookupForm
@@ -46,10 +46,13 @@ def _product_page(request, card, form: BuyForm, *, status: int = 200):
 
 def _buy_form(request, card, data=None) -> BuyForm:
     """The buy form, also offering the customer's wallet when it covers the cheapest purchase."""
-    form = BuyForm(data, user=request.user, card=card)
     cheapest = card.from_price * card.product.min_quantity if card.from_price is not None else None
-    form.fields["payment"].choices = checkout_channels(user=request.user, amount=cheapest)
-    return form
+    # A channel is offered when it takes some purchase of this product; the exact total is checked
+    # when the order is placed.
+    prices = [v.quote.unit_price for v in card.variants]
+    dearest = max(prices) * card.product.max_quantity if prices else None
+    channels = checkout_channels(user=request.user, amount=cheapest, amount_up_to=dearest)
+    return BuyForm(data, user=request.user, card=card, channels=channels)
 
 
 def home(request):
@@ -103,7 +106,9 @@ def buy(request, slug: str):
                     order = wallet_pay(order=order_place(**place), user=request.user)
                 order_authorize_session(request, order)
                 return redirect("order-detail", number=order.number)
-            order = order_place(**place)
+            with transaction.atomic():  # a channel that does not take this total: no order is left behind
+                order = order_place(**place)
+                payment_check(order=order, provider_code=data["payment"])
             order_authorize_session(request, order)
             _attempt, url = payment_start(order=order, provider_code=data["payment"], request=request)
             return redirect(url)
@@ -232,7 +237,7 @@ def wallet(request):
     if request.method == "POST":
         try:
             # Paid through the shop's first payment channel (a wallet cannot top itself up).
-            channels = [code for code, _label in checkout_channels() if code != "balance"]
+            channels = [code for code, _label in checkout_channels(for_order=False) if code != "balance"]
             if not channels:
                 messages.error(request, _("This shop cannot take payments at the moment."))
                 return redirect("wallet")

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
-from branch_api.provider.models import ApiAuditLog, ApiCredential, BranchPurchase, BranchTerms
+from branch_api.provider.models import ApiAuditLog, ApiCredential, BranchPurchase, BranchSale, BranchTerms
 from branch_api.provider.services import (
     branch_balance_account,
     branch_top_up,
@@ -88,6 +88,7 @@ class BranchTermsAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
                     "branch",
                     "opening_balance",
                     "top_ups",
+                    "collected",
                     "purchases",
                     "other",
                     "closing_balance",
@@ -101,6 +102,7 @@ class BranchTermsAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
                         r.branch.slug,
                         r.opening_balance,
                         r.top_ups,
+                        r.collected,
                         r.purchases,
                         r.other,
                         r.closing_balance,
@@ -291,3 +293,22 @@ class BranchPurchaseAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
 
 
 from branch_api.provider import webhooks_admin  # noqa: E402,F401  (registers the webhook admin)
+
+
+@admin.register(BranchSale)
+class BranchSaleAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
+    """Branch orders Site A collected (platform-collect mode): read-only, like the ledger behind them."""
+
+    list_display = ["created", "branch", "order_number", "amount", "currency", "collected_at", "settled_at"]
+    list_filter = ["branch"]
+    search_fields = ["order_number", "branch__slug"]
+    list_select_related = ["branch"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -36,3 +36,6 @@ ExpectedTotalMismatch = _error(
 )
 NotFound = _error("NotFound", 404, "not_found", "Not found.")
 Invalid = _error("Invalid", 400, "invalid", "The request is not valid.")
+CollectNotEnabled = _error(
+    "CollectNotEnabled", 403, "collect_not_enabled", "This branch takes payments through its own channels."
+)

@@ -53,6 +53,19 @@ class BranchTerms(models.Model):
     def __str__(self) -> str:
         return f"Terms of {self.branch}"
 
+    def clean(self) -> None:
+        from django.conf import settings
+        from django.core.exceptions import ValidationError
+
+        if (
+            self.mode == self.Mode.PLATFORM_COLLECT
+            and self.branch_id is not None
+            and self.branch.currency != settings.PLATFORM_CURRENCY
+        ):
+            raise ValidationError(
+                {"mode": _("Site A collects in %(currency)s only.") % {"currency": settings.PLATFORM_CURRENCY}}
+            )
+
 
 class ApiCredential(models.Model):
     branch = models.ForeignKey(Branch, on_delete=models.CASCADE, related_name="api_credentials")
@@ -219,3 +232,32 @@ class BalanceTopUp(models.Model):
 
     def __str__(self) -> str:
         return f"{self.branch.slug} +{self.amount} {self.currency} ({self.status})"
+
+
+class BranchSale(models.Model):
+    """A branch customer's order paid through Site A's channels (platform-collect mode).
+
+    Site A books what it collects to the branch's balance (once per payment attempt), then marks the
+    branch's order paid in the branch's schema (``settled_at``), which starts the usual upstream
+    purchase at cost.
+    """
+
+    branch = models.ForeignKey(Branch, on_delete=models.PROTECT, related_name="sales")
+    order_number = models.CharField(_("branch order"), max_length=32)
+    order_id = models.BigIntegerField()  # the order's id in the branch's schema
+    amount = models.DecimalField(_("amount"), **MONEY)
+    currency = models.CharField(max_length=3)
+    return_url = models.URLField(max_length=500, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    collected_at = models.DateTimeField(_("collected at"), null=True, blank=True)
+    settled_at = models.DateTimeField(_("branch order marked paid at"), null=True, blank=True)
+    last_error = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("branch sale")
+        verbose_name_plural = _("branch sales")
+        ordering = ["-created"]
+        constraints = [models.UniqueConstraint(fields=["branch", "order_number"], name="branch_sale_once")]
+
+    def __str__(self) -> str:
+        return f"{self.branch.slug}:{self.order_number} {self.amount} {self.currency}"

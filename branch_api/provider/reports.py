@@ -20,6 +20,7 @@ class BranchPeriodRow:
     branch: Branch
     opening_balance: Decimal
     top_ups: Decimal
+    collected: Decimal  # the branch's sales Site A collected for it (platform-collect mode)
     purchases: Decimal  # what the branch bought from Site A, at its cost
     other: Decimal
     closing_balance: Decimal
@@ -40,6 +41,7 @@ def branch_network_report(*, start: date, end: date) -> list[BranchPeriodRow]:
         period = entries.filter(created__date__gte=start, created__date__lte=end)
         by_kind = dict(period.values_list("transaction__kind").annotate(t=Sum("amount")))
         top_ups = -(by_kind.pop("top_up", None) or ZERO)
+        collected = -(by_kind.pop("branch_sale", None) or ZERO)
         purchases = by_kind.pop("order_payment", None) or ZERO
         other = -sum(by_kind.values(), ZERO)
         order_ids = period.filter(transaction__kind="order_payment").values("order_id")
@@ -54,9 +56,10 @@ def branch_network_report(*, start: date, end: date) -> list[BranchPeriodRow]:
                 branch=branch,
                 opening_balance=opening,
                 top_ups=top_ups,
+                collected=collected,
                 purchases=purchases,
                 other=other,
-                closing_balance=opening + top_ups - purchases + other,
+                closing_balance=opening + top_ups + collected - purchases + other,
                 site_a_cost=cost,
                 site_a_margin=purchases - cost,
             )

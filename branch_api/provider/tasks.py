@@ -45,3 +45,22 @@ def stock_changed_flush_task() -> int:
 
     with schema_context(settings.PUBLIC_SCHEMA_NAME):
         return stock_changed_flush()
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=8, default_retry_delay=30)
+def branch_sale_settle_task(self, sale_id: int, payment_reference: str = "") -> bool:
+    """After Site A collected a branch sale: mark the branch's order paid in its schema (idempotent)."""
+    from branch_api.provider.collect import branch_sale_settle
+
+    try:
+        return branch_sale_settle(sale_id=sale_id, payment_reference=payment_reference)
+    except Exception as exc:  # the database of the branch unavailable, a deadlock ...: try again later
+        raise self.retry(exc=exc) from exc
+
+
+@shared_task(ignore_result=True)
+def branch_sales_settle_due_task() -> int:
+    """Periodic backstop for settle tasks that were lost (worker crash between commit and queueing)."""
+    from branch_api.provider.collect import branch_sales_settle_due
+
+    return branch_sales_settle_due()

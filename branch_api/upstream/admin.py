@@ -120,6 +120,7 @@ class UpstreamConnectionAdmin(TenantSchemaOnlyAdmin, ModelAdmin):
         "last_sync_result",
         "balance_display",
         "balance_checked_at",
+        "payment_mode_display",
     ]
     change_form_outer_before_template = "admin/branch_upstream/upstreamconnection/operations.html"
 
@@ -172,6 +173,15 @@ class UpstreamConnectionAdmin(TenantSchemaOnlyAdmin, ModelAdmin):
     def status_display(self, obj: UpstreamConnection):
         # A plain value: unfold renders a (value, label) pair raw on a change page's read-only field.
         return obj.status
+
+    @display(description=_("Who takes the customers' payments"))
+    def payment_mode_display(self, obj: UpstreamConnection) -> str:
+        # Set by Site A in its branch terms; a shop on another server always uses its own channels.
+        from branch_api.provider.collect import collect_mode_active
+
+        if collect_mode_active():
+            return _("Site A collects through its channels; the profit is credited to the balance at Site A")
+        return _("This shop, through its own payment channels (the balance at Site A is pre-paid)")
 
     @display(description=_("Balance at Site A"))
     def balance_display(self, obj: UpstreamConnection) -> str:

@@ -283,6 +283,11 @@ CELERY_BEAT_SCHEDULE = {
         "args": ["payments.tasks.reconciliation_daily_task"],
         "kwargs": {"include_platform": True},
     },
+    # Platform-collect: branch orders Site A was paid for but whose settle task was lost.
+    "branch-sales-settle": {
+        "task": "branch_api.provider.tasks.branch_sales_settle_due_task",
+        "schedule": 120.0,
+    },
 }
 # The worker writes a heartbeat key this often; /healthz calls the worker down when it is older
 # than WORKER_HEARTBEAT_TTL.

@@ -21,6 +21,12 @@ def _session_owners(monkeypatch, live_db):
     # The session's branches belong to the test owners; the demo must reuse them, not collide with them.
     branches = [(slug, name, email, password) for slug, (name, email, password) in DEMO.items()]
     monkeypatch.setattr(seed_demo, "DEMO_BRANCHES", branches)
+    yield
+    from branch_api.provider.models import BranchTerms
+
+    # Terms outlive a live test (kept with the session's branches): later tests expect beta's own channels.
+    with schema_context("public"):
+        BranchTerms.objects.update(mode=BranchTerms.Mode.OWN_GATEWAY)
 
 
 def _seed() -> list[dict]:
@@ -107,8 +113,13 @@ def test_the_demo_network_sells_site_a_products_with_each_branch_markup():
         assert upstream_orders.count() == 2
         assert ledger_check() == []
     with schema_context("beta"):
-        assert Order.objects.filter(status=Order.Status.DELIVERED, lines__delivery_mode="upstream").count() == 1
+        upstream_orders = Order.objects.filter(status=Order.Status.DELIVERED, lines__delivery_mode="upstream")
+        assert upstream_orders.count() == 1
+        assert upstream_orders.get().payment_provider == "site_a"  # beta's customers pay Site A
+        assert ledger_check() == []
     with schema_context("public"):
         alpha = Branch.objects.get(slug="alpha")
         assert branch_balance_account(alpha).natural_balance < Decimal("500.00")
+        # Platform-collect: the sale at +20 % was credited and the cost debited, a profit on top of 200.
+        assert branch_balance_account(Branch.objects.get(slug="beta")).natural_balance > Decimal("200.00")
         assert ledger_check() == []

@@ -88,6 +88,7 @@ class EpayProvider:
         else:
             name = f"Payment {attempt.pk}"
             return_url = base + "/"
+        return_url = attempt.return_url or return_url
         params = {
             "pid": pid,
             "type": pay_type,

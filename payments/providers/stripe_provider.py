@@ -131,6 +131,7 @@ class StripeProvider:
         else:
             name = f"Payment {attempt.pk}"
             return_url = base + "/"
+        return_url = attempt.return_url or return_url
         params: dict = {
             "mode": "payment",
             "line_items": [

@@ -130,3 +130,45 @@ def test_hiding_a_product_in_the_terms_admin_resends_the_catalog_and_tells_the_b
         assert saved.updated > terms.updated  # the change feed answers "full"
         announced = WebhookDelivery.objects.get(endpoint__branch=terms.branch, event_type="product.updated")
         assert announced.payload["data"]["product_ids"] == [product.pk]
+
+
+def _terms_form(terms: BranchTerms, **overrides) -> dict:
+    return {
+        "branch": terms.branch_id,
+        "mode": terms.mode,
+        "low_balance_threshold": "50.00",
+        "rate_per_minute": "600",
+        "ip_allowlist": "",
+        **overrides,
+    }
+
+
+def test_site_a_staff_switch_a_branch_to_platform_collect_and_the_branch_admin_shows_it(site_admin, staff_client):
+    from branch_api.upstream.models import UpstreamConnection
+
+    terms = _terms()
+    with schema_context("alpha"):
+        connection_id = UpstreamConnection.objects.get().pk
+    connection_page = f"/admin/branch_upstream/upstreamconnection/{connection_id}/change/"
+    assert "through its own payment channels" in staff_client.get(connection_page).content.decode()
+
+    url = f"/admin/branch_provider/branchterms/{terms.pk}/change/"
+    response = site_admin.post(url, _terms_form(terms, mode=BranchTerms.Mode.PLATFORM_COLLECT))
+    assert response.status_code == 302
+    assert _terms().mode == BranchTerms.Mode.PLATFORM_COLLECT
+    page = staff_client.get(connection_page).content.decode()
+    assert "Site A collects through its channels" in page
+    assert 'name="mode"' not in page  # read-only for the branch: only Site A sets it
+
+
+def test_site_a_admin_refuses_collecting_for_a_branch_in_another_currency(site_admin):
+    from tenants.models import Branch
+
+    terms = _terms()
+    with schema_context("public"):
+        Branch.objects.filter(pk=terms.branch_id).update(currency="EUR")
+    url = f"/admin/branch_provider/branchterms/{terms.pk}/change/"
+    response = site_admin.post(url, _terms_form(terms, mode=BranchTerms.Mode.PLATFORM_COLLECT))
+    assert response.status_code == 200
+    assert "mode" in response.context["adminform"].form.errors
+    assert _terms().mode == BranchTerms.Mode.OWN_GATEWAY

@@ -1,0 +1,216 @@
+"""Platform-collect mode: a branch's customers pay through Site A's payment channels.
+
+The branch's checkout lists Site A's channels; choosing one opens a payment attempt in Site A's
+schema (purpose ``BRANCH_SALE``, subject a ``BranchSale``) whose callback reaches Site A's domain and
+whose return URL is the branch's order page. When Site A confirms the payment (the usual
+``payments.services.payment_callback_handle``), it books what it collected to the branch's balance
+(payment clearing → branch balance, once per attempt), then marks the branch's order paid in the
+branch's schema (a task, after the commit). That starts the usual upstream purchase, which debits the
+cost: Site A cost 10, sale 15 → the balance grows by 5, the branch's profit.
+
+In the branch's own ledger the sale is funded by ``prepaid_upstream`` (its money at Site A) instead
+of ``payment_clearing``: the customer's 15 arrives there and the purchase at cost takes 10 out again,
+so the account mirrors the balance Site A keeps for it. Branch and Site A must share the deployment
+(database), because both schemas are written directly; a branch on another server cannot use it.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from branch_api.provider import errors
+from branch_api.provider.models import BranchSale, BranchTerms
+from branch_api.provider.services import balance_account_code, branch_balance_account, terms_ensure
+from catalog.pricing import money
+from ledger.services import Line, ledger_post
+from tenants.models import Branch
+
+logger = logging.getLogger(__name__)
+
+# The branch ledger account that holds the customer's money while Site A keeps it.
+BRANCH_FUNDING_ACCOUNT = "prepaid_upstream"
+PROVIDER_PREFIX = "site_a"
+
+
+def collect_mode_active() -> bool:
+    """Whether the current shop is a branch whose sales Site A collects (read from Site A's terms)."""
+    schema = connection.schema_name
+    if schema == settings.PUBLIC_SCHEMA_NAME:
+        return False
+    return BranchTerms.objects.filter(branch__schema_name=schema, mode=BranchTerms.Mode.PLATFORM_COLLECT).exists()
+
+
+def branch_payment_mode(branch: Branch) -> str:
+    """The branch's settlement mode (``BranchTerms.Mode``)."""
+    mode = BranchTerms.objects.filter(branch=branch).values_list("mode", flat=True).first()
+    return mode or BranchTerms.Mode.OWN_GATEWAY
+
+
+def branch_mode_set(*, branch: Branch, mode: str) -> BranchTerms:
+    """Switch a branch between its own channels and Site A collecting. Collecting needs the branch
+    on this deployment and in Site A's currency (Site A credits the sale to a balance in its currency)."""
+    if mode not in BranchTerms.Mode.values:
+        raise errors.Invalid("Unknown mode.", field="mode")
+    if mode == BranchTerms.Mode.PLATFORM_COLLECT and branch.currency != settings.PLATFORM_CURRENCY:
+        raise errors.Invalid(
+            f"Site A collects in {settings.PLATFORM_CURRENCY}; the branch sells in {branch.currency}.", field="mode"
+        )
+    terms = terms_ensure(branch)
+    terms.mode = mode
+    terms.save(update_fields=["mode", "updated"])
+    return terms
+
+
+# --- Branch side (runs in the branch's schema) -------------------------------------------------------
+
+
+def collect_payment_start(*, order, provider_code: str, request=None):
+    """Open the payment of a branch order at Site A; returns (Site A's attempt, absolute pay URL)."""
+    from core.urls import shop_base_url
+
+    schema = connection.schema_name
+    return_url = shop_base_url() + reverse("order-detail", kwargs={"number": order.number})
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        branch = Branch.objects.get(schema_name=schema)
+        attempt, url = branch_sale_payment_start(
+            branch=branch,
+            order_number=order.number,
+            order_id=order.pk,
+            amount=order.total,
+            currency=order.currency,
+            provider_code=provider_code,
+            return_url=return_url,
+            request=request,
+        )
+        if url.startswith("/"):  # a page of Site A's (the sandbox gateway): on Site A's domain
+            url = shop_base_url() + url
+    return attempt, url
+
+
+# --- Site A side (public schema) ---------------------------------------------------------------------
+
+
+def branch_sale_payment_start(
+    *,
+    branch: Branch,
+    order_number: str,
+    order_id: int,
+    amount: Decimal,
+    currency: str,
+    provider_code: str,
+    return_url: str = "",
+    request=None,
+):
+    """Site A opens a payment attempt for a branch's order through one of its own channels.
+
+    Refused unless the branch is in platform-collect mode and sells in Site A's currency. One
+    ``BranchSale`` per branch order; each retry of the payment is a new attempt for it.
+    """
+    from payments.models import PaymentAttempt
+    from payments.services import payment_start_for
+
+    if branch_payment_mode(branch) != BranchTerms.Mode.PLATFORM_COLLECT:
+        raise errors.CollectNotEnabled()
+    amount = money(amount)
+    if currency != settings.PLATFORM_CURRENCY:
+        raise errors.Invalid(f"Site A collects in {settings.PLATFORM_CURRENCY} only.", field="currency")
+    fields = {"order_id": order_id, "amount": amount, "currency": currency, "return_url": return_url}
+    try:
+        with transaction.atomic():
+            sale, _created = BranchSale.objects.get_or_create(branch=branch, order_number=order_number, defaults=fields)
+    except IntegrityError:  # opened concurrently
+        sale = BranchSale.objects.get(branch=branch, order_number=order_number)
+    if (sale.order_id, sale.amount, sale.currency) != (order_id, amount, currency):
+        raise errors.Invalid("This order was opened for payment with another amount.", field="amount")
+    return payment_start_for(
+        purpose=PaymentAttempt.Purpose.BRANCH_SALE,
+        subject_id=sale.pk,
+        amount=amount,
+        currency=currency,
+        provider_code=provider_code,
+        request=request,
+        return_url=return_url,
+    )
+
+
+def branch_sale_collect(*, attempt, amount: Decimal, currency: str) -> BranchSale:
+    """Book a confirmed payment of a branch sale (inside the callback's transaction, attempt locked).
+
+    Payment clearing → the branch's balance, once per attempt (a second successful attempt for the
+    same order was a second payment: it is credited too, for the branch to refund). The branch's
+    order is marked paid by a task once this commits.
+    """
+    from branch_api.provider.tasks import branch_sale_settle_task
+    from orders.errors import OrderStateError
+
+    sale = BranchSale.objects.select_for_update().select_related("branch").get(pk=attempt.subject_id)
+    if money(amount) != sale.amount or currency != sale.currency:
+        raise OrderStateError("The paid amount does not match the branch order.", code="amount_mismatch")
+    branch_balance_account(sale.branch)
+    ledger_post(
+        kind="branch_sale",
+        idempotency_key=f"branch-sale:{attempt.pk}",
+        reference=sale.order_number,
+        memo=f"sale of {sale.branch.slug} via {attempt.provider} {attempt.external_id}"[:255],
+        lines=[Line("payment_clearing", sale.amount), Line(balance_account_code(sale.branch_id), -sale.amount)],
+    )
+    if sale.collected_at is None:
+        sale.collected_at = timezone.now()
+        sale.save(update_fields=["collected_at"])
+    reference = f"{attempt.provider}:{attempt.external_id}"
+    transaction.on_commit(lambda: branch_sale_settle_task.delay(sale.pk, reference))
+    return sale
+
+
+def branch_sale_settle(*, sale_id: int, payment_reference: str = "") -> bool:
+    """Mark the branch's order paid in the branch's schema (idempotent: a paid order stays as it is).
+
+    Returns True when the order is paid. The upstream purchase it triggers runs as its own task in the
+    branch's schema after this commits (no network I/O in here).
+    """
+    from orders.errors import OrderStateError
+    from orders.services import order_mark_paid
+
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        sale = BranchSale.objects.select_related("branch").get(pk=sale_id)
+    if sale.collected_at is None:
+        return False
+    if sale.settled_at is not None:
+        return True
+    try:
+        with schema_context(sale.branch.schema_name):
+            order_mark_paid(
+                order_id=sale.order_id,
+                amount=sale.amount,
+                currency=sale.currency,
+                provider=PROVIDER_PREFIX,
+                payment_reference=(payment_reference or sale.order_number)[:100],
+                funding_account=BRANCH_FUNDING_ACCOUNT,
+            )
+    except OrderStateError as exc:
+        # Collected, credited, but the order cannot take it (e.g. its lines changed): staff settle it.
+        logger.warning("branch sale %s not settled: %s", sale.pk, exc.code)
+        with schema_context(settings.PUBLIC_SCHEMA_NAME):
+            BranchSale.objects.filter(pk=sale.pk).update(last_error=f"{exc.code}: {exc.message}"[:255])
+        return False
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        BranchSale.objects.filter(pk=sale.pk, settled_at__isnull=True).update(settled_at=timezone.now(), last_error="")
+    return True
+
+
+def branch_sales_settle_due(*, limit: int = 200) -> int:
+    """Periodic backstop: settle collected sales whose task was lost. Returns how many were settled."""
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        due = list(
+            BranchSale.objects.filter(collected_at__isnull=False, settled_at__isnull=True, last_error="")
+            .order_by("collected_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+    return sum(branch_sale_settle(sale_id=pk) for pk in due)
