@@ -155,7 +155,7 @@ def _admin_form(**overrides) -> dict:
         "min_amount": "1.00",
         "max_amount": "500.00",
         "currencies": "usd, cny, USD",
-        "config": '{"base_url": "https://pay.example.test", "pid": "1001"}',
+        "config": '{"gateway_url": "https://pay.example.test/", "pid": "1001"}',
         "secret": "merchant-key",
         **overrides,
     }
