@@ -6,7 +6,7 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from payments.models import PaymentChannel
-from payments.providers import PROVIDERS
+from payments.providers import provider_code_known
 
 
 def checkout_channels(*, user=None, amount=None) -> list[tuple[str, str]]:
@@ -19,7 +19,7 @@ def checkout_channels(*, user=None, amount=None) -> list[tuple[str, str]]:
     if settings.PAYMENTS_SANDBOX_ENABLED:
         channels.append(("sandbox", str(_("Sandbox (test payment)"))))
     for channel in PaymentChannel.objects.filter(is_enabled=True).order_by("sort_order", "pk"):
-        if channel.provider in PROVIDERS and channel.provider != "sandbox":
+        if provider_code_known(channel.provider) and channel.provider != "sandbox":
             channels.append((channel.provider, channel.name))
     if user is not None and user.is_authenticated:
         from payments.wallet import PROVIDER_CODE, wallet_balance
