@@ -21,7 +21,6 @@ from unfold.widgets import (
     UnfoldAdminTextInputWidget,
 )
 
-from payments.channels import payment_channel_save
 from payments.models import ConfiguredGateway, PaymentChannel
 from payments.providers import PROVIDERS
 from payments.providers.gateway import (
@@ -29,6 +28,7 @@ from payments.providers.gateway import (
     PREFIX,
     PRESETS,
     SLUG_RE,
+    configured_gateway_save,
     gateway_code,
     gateway_trial,
     recipe_errors,
@@ -280,13 +280,13 @@ class ConfiguredGatewayAdmin(ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        payment_channel_save(
+        configured_gateway_save(
             channel=obj,
-            provider=obj.provider if change else gateway_code(data["slug"]),
+            slug=None if change else data["slug"],
             name=data["name"],
             is_enabled=data.get("is_enabled", False),
             sort_order=data.get("sort_order") or 0,
-            config=form.recipe,
+            recipe=form.recipe,
             secret=data.get("secret", ""),
         )
 

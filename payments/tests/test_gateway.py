@@ -55,7 +55,8 @@ class FakeGateway:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 gateway.requests.append(body)
-                if self.path != "/v1/payments" or body.get("sign") != _hmac_hex(body):
+                signature = body.get("sign") or self.headers.get("X-Signature")
+                if self.path != "/v1/payments" or signature != _hmac_hex(body):
                     answer = {"code": 401, "msg": "bad signature"}
                 elif gateway.refuse:
                     answer = {"code": 7, "msg": "merchant suspended"}
@@ -332,7 +333,9 @@ def test_the_gateway_refusing_a_payment_shows_the_customer_an_error(staff_client
 
 
 @pytest.mark.django_db
-def test_epay_preset_redirects_the_customer_with_an_md5_signed_request(staff_client, gateway, variant):
+def test_epay_preset_redirects_with_an_md5_signed_request_and_accepts_its_notification(
+    staff_client, gateway, variant, django_capture_on_commit_callbacks
+):
     data = _form(
         staff_client,
         "epay",
@@ -359,9 +362,58 @@ def test_epay_preset_redirects_the_customer_with_an_md5_signed_request(staff_cli
     url = urlsplit(response["Location"])
     assert f"{url.scheme}://{url.netloc}{url.path}" == gateway.url + "submit.php"
     params = dict(parse_qsl(url.query))
-    message = "&".join(f"{k}={params[k]}" for k in sorted(params) if k not in {"sign", "sign_type"} and params[k])
-    assert params["sign"] == hashlib.md5((message + "K" * 32).encode(), usedforsecurity=False).hexdigest()
+    assert params["sign"] == _md5_sign(params)
     assert (params["pid"], params["type"], params["money"], params["sign_type"]) == ("1001", "alipay", "15.00", "MD5")
+
+    # The gateway notifies with GET, as epay does; the reply is the plain "success".
+    notification = {
+        "pid": "1001",
+        "trade_no": "EP777",
+        "out_trade_no": params["out_trade_no"],
+        "type": "alipay",
+        "name": params["name"],
+        "money": "15.00",
+        "trade_status": "TRADE_SUCCESS",
+    }
+    forged = {**notification, "sign": _md5_sign(notification, key="wrong"), "sign_type": "MD5"}
+    rejected = host_client("alpha.localhost").get("/payments/callback/gw-yipay/?" + urlencode(forged))
+    assert (rejected.status_code, rejected.content) == (400, b"fail")
+    signed = {**notification, "sign": _md5_sign(notification), "sign_type": "MD5"}
+    with django_capture_on_commit_callbacks(execute=False):
+        response = host_client("alpha.localhost").get("/payments/callback/gw-yipay/?" + urlencode(signed))
+    assert (response.status_code, response.content) == (200, b"success")
+    with schema_context("alpha"):
+        order = Order.objects.get(email="e@example.test")
+        assert order.status == Order.Status.DELIVERED and order.lines.get().assignments.count() == 1
+
+
+def _md5_sign(params: dict, key: str = "K" * 32) -> str:
+    message = "&".join(f"{k}={params[k]}" for k in sorted(params) if k not in {"sign", "sign_type"} and params[k])
+    return hashlib.md5((message + key).encode(), usedforsecurity=False).hexdigest()
+
+
+@pytest.mark.django_db
+def test_a_signature_in_a_header_signs_requests_and_notifications(
+    staff_client, gateway, variant, django_capture_on_commit_callbacks
+):
+    _configure(staff_client, gateway.url, signature_field="", signature_header="X-Signature")
+    _customer, order, location = _checkout(variant)
+    assert location == f"{gateway.url}cashier/GW000001" and "sign" not in gateway.requests[0]
+    attempt = _attempt(order)
+    notification = gateway.notification(attempt)
+    signature = notification.pop("sign")
+    client = host_client("alpha.localhost")
+    url = f"/payments/callback/{CODE}/"
+    body = json.dumps(notification)
+    forged = client.post(url, body, content_type="application/json", HTTP_X_SIGNATURE="0" * 64)
+    unsigned = client.post(url, json.dumps({**notification, "sign": signature}), content_type="application/json")
+    assert forged.status_code == unsigned.status_code == 400  # a signature in the body does not count
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(url, body, content_type="application/json", HTTP_X_SIGNATURE=signature)
+    assert response.status_code == 200
+    with schema_context("alpha"):
+        order.refresh_from_db()
+        assert order.status == Order.Status.DELIVERED
 
 
 @pytest.mark.django_db
