@@ -38,6 +38,8 @@ def callback(request, provider: str):
             data = json.loads(request.body)
         except ValueError:
             data = {}
+        if not isinstance(data, dict):  # a JSON array or scalar is no notification
+            data = {}
     accepted, reason = payment_callback_handle(provider_code=provider, data=data, remote_ip=client_ip(request))
     # Some rejections must still be acknowledged so the gateway stops retrying (nothing was applied).
     accepted = accepted or reason in getattr(gateway, "acknowledged_reasons", ())

@@ -262,13 +262,15 @@ def recipe_errors(recipe: dict, *, check_url: bool = True) -> list[tuple[str, st
     fields = create["fields"]
     if set(fields) - set(OUR_FIELDS):
         errors.append(("create.fields", "Unknown payment field."))
-    names = [str(name) for name in fields.values() if name] + list(create["constants"])
-    for name in names:
-        if not PARAM_RE.match(name):
-            errors.append(("create.fields", f"“{name}” is not a parameter name (letters, digits, _ - . [ ])."))
+    mapped, constants = [str(name) for name in fields.values() if name], [str(name) for name in create["constants"]]
+    for path, names in (("create.fields", mapped), ("create.constants", constants)):
+        for name in names:
+            if not PARAM_RE.match(name):
+                errors.append((path, f"“{name}” is not a parameter name (letters, digits, _ - . [ ])."))
+    names = mapped + constants
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        errors.append(("create.fields", "A parameter is given twice: " + ", ".join(duplicates) + "."))
+        errors.append(("create.constants", "A parameter is given twice: " + ", ".join(duplicates) + "."))
     if not (fields.get("out_trade_no") and (fields.get("amount") or fields.get("amount_cents"))):
         errors.append(("create.fields", "The create request must carry our order number and an amount."))
     # response (only a server-to-server create has one)
@@ -418,7 +420,10 @@ def gateway_sign(params: dict, sign: dict, key: str) -> str:
 
 
 def dig(document, path: str):
-    """The value at a dotted path (``data.pay_url``, ``items.0.id``), or None."""
+    """The value at a dotted path (``data.pay_url``, ``items.0.id``), or None. A name that itself
+    contains dots (a form field ``data.amount``) is found as it is."""
+    if isinstance(document, dict) and path in document:
+        return document[path]
     node = document
     for part in path.split("."):
         if isinstance(node, dict) and part in node:

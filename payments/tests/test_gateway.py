@@ -429,6 +429,7 @@ def test_a_signature_in_a_header_signs_requests_and_notifications(
         ({"create_format": "json", "create_method": "GET"}, "create_method", "needs POST"),
         ({"callback_merchant_value": ""}, "callback_merchant_value", "or neither"),
         ({"create_constants": "no equals sign"}, "create_constants", "not name=value"),
+        ({"create_constants": "merchant_id=M1\namount=1"}, "create_constants", "given twice: amount"),
         ({"map_out_trade_no": ""}, "map_out_trade_no", "our order number"),
         ({"slug": "Bad Slug!"}, "slug", ""),
         ({"secret": ""}, "secret", "This field is required"),
@@ -519,3 +520,37 @@ def test_a_gateway_of_alpha_does_not_exist_in_beta(staff_client, gateway, varian
     )
     assert response.status_code == 404
     _assert_unpaid(order, _attempt(order))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body", [b"[1, 2]", b"{not json", b"", b"amount=1&status=PAID", b'"PAID"'])
+def test_malformed_notifications_are_refused_not_crashed(staff_client, gateway, body):
+    _configure(staff_client, gateway.url)
+    response = host_client("alpha.localhost").post(f"/payments/callback/{CODE}/", body, content_type="application/json")
+    assert (response.status_code, json.loads(response.content)) == (400, {"code": 1})
+    with schema_context("alpha"):
+        assert PaymentCallback.objects.get().error_code == "bad_signature"
+
+
+@pytest.mark.django_db
+def test_a_recipe_broken_outside_the_form_takes_no_payment_and_trusts_no_notification(staff_client, gateway, variant):
+    channel = _configure(staff_client, gateway.url)
+    _customer, order, _location = _checkout(variant)
+    notification = gateway.notification(_attempt(order))
+    with schema_context("alpha"):
+        channel.config["signature"]["algorithm"] = "crc32"
+        channel.save(update_fields=["config"])
+        assert payment_callback_handle(provider_code=CODE, data=notification) == (False, "channel_unavailable")
+    _assert_unpaid(order, _attempt(order))
+    page = host_client("alpha.localhost").post(
+        f"/p/{variant.product.slug}/buy/",
+        {
+            "variant": variant.pk,
+            "quantity": 1,
+            "expected_price": "15.00",
+            "email": "second@example.test",
+            "lookup_password": "lookup-123",
+            "payment": CODE,
+        },
+    )
+    assert page.status_code == 400 and "not available" in page.content.decode()
