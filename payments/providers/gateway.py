@@ -389,9 +389,8 @@ def _excluded(sign: dict) -> set[str]:
 def signing_string(params: dict, sign: dict, key: str) -> str:
     """The exact text that is hashed (the key included where the recipe puts it, unless HMAC)."""
     if sign["source"] == "template":
-        values = {name: _text(value) for name, value in params.items()}
         message = PLACEHOLDER_RE.sub(
-            lambda m: key if m.group(1) == "key" else values.get(m.group(1), ""), str(sign["template"])
+            lambda m: key if m.group(1) == "key" else _text(dig(params, m.group(1))), str(sign["template"])
         )
     else:
         excluded = _excluded(sign)

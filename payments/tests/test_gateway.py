@@ -192,6 +192,39 @@ def test_epay_preset_reproduces_the_reference_vector():
     assert gateway_sign(noisy, sign, "K" * 32) == "2e3ee9dcb66816238a1983a3e4d9010f"
 
 
+@pytest.mark.parametrize(
+    ("changes", "message", "digest"),
+    [
+        (
+            {"algorithm": "sha256", "case": "upper", "key_placement": "append_param", "key_param": "secret"},
+            "amount=1500&order=T1&secret=KEY",
+            lambda m: hashlib.sha256(m).hexdigest().upper(),
+        ),
+        (
+            {
+                "algorithm": "md5",
+                "source": "template",
+                "template": "{order}|{data.amount}|{key}",
+                "key_placement": "none",
+            },
+            "T1|1500|KEY",
+            lambda m: hashlib.md5(m, usedforsecurity=False).hexdigest(),
+        ),
+        (
+            {"algorithm": "hmac_sha256", "source": "template", "template": "{order}{amount}", "key_placement": "hmac"},
+            "T11500",
+            lambda m: hmac.new(b"KEY", m, hashlib.sha256).hexdigest(),
+        ),
+    ],
+)
+def test_signature_recipes(changes, message, digest):
+    sign = {**recipe_normalize({})["signature"], **changes}
+    params = {"order": "T1", "amount": "1500", "data": {"amount": 1500}, "sign": "x", "empty": ""}
+    if changes.get("source") != "template":
+        params.pop("data")
+    assert gateway_sign(params, sign, "KEY") == digest(message.encode())
+
+
 @pytest.mark.django_db
 def test_customer_pays_through_the_configured_gateway_and_gets_the_code(
     staff_client, gateway, variant, django_capture_on_commit_callbacks
