@@ -538,6 +538,9 @@ def test_the_key_is_kept_when_left_empty_and_never_shown(staff_client, gateway):
         channel.refresh_from_db()
         assert channel_secret(channel) == KEY and channel.name == "Regional Pay 2"
         assert channel.config["callback"]["status_success"] == "OK" and channel.provider == CODE
+    for listing in ("/admin/payments/configuredgateway/", "/admin/payments/paymentchannel/"):
+        page = staff_client.get(listing)
+        assert page.status_code == 200 and "Regional Pay 2" in page.content.decode()
     # The plain channel form never opens a gateway's row as raw settings.
     plain = staff_client.get(f"/admin/payments/paymentchannel/{channel.pk}/change/")
     assert plain.status_code == 302 and plain["Location"] == change
