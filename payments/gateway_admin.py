@@ -23,14 +23,13 @@ from unfold.widgets import (
 
 from payments.models import ConfiguredGateway, PaymentChannel
 from payments.providers import PROVIDERS
-from payments.providers.gateway import (
+from payments.providers.gateway import configured_gateway_save, gateway_trial
+from payments.providers.gateway_recipe import (
     EMPTY_RECIPE,
     PREFIX,
     PRESETS,
     SLUG_RE,
-    configured_gateway_save,
     gateway_code,
-    gateway_trial,
     recipe_errors,
     recipe_normalize,
 )

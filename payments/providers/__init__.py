@@ -58,7 +58,7 @@ def get_provider(code: str) -> PaymentProvider:
 
 def provider_code_known(code: str) -> bool:
     """Whether ``code`` names a built-in provider or a configurable gateway (``gw-<slug>``)."""
-    from payments.providers.gateway import is_gateway_code
+    from payments.providers.gateway_recipe import is_gateway_code
 
     return code in PROVIDERS or is_gateway_code(code)
 

@@ -27,7 +27,8 @@ from orders.models import Order
 from orders.services import orders_expire_due
 from payments.channels import channel_secret
 from payments.models import PaymentAttempt, PaymentCallback, PaymentChannel
-from payments.providers.gateway import PRESETS, gateway_sign, recipe_normalize
+from payments.providers.gateway import gateway_sign
+from payments.providers.gateway_recipe import PRESETS, recipe_normalize
 from payments.services import payment_callback_handle
 from tests.commerce import product_with_codes
 
