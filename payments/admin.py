@@ -13,6 +13,7 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import display
 from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminSelectWidget
 
+from payments import gateway_admin  # noqa: F401 (registers the configurable gateways' admin)
 from payments.channels import FEE_AND_LIMIT_FIELDS, payment_channel_save
 from payments.manual import confirmation_password_set
 from payments.models import ManualConfirmation, PaymentAttempt, PaymentCallback, PaymentChannel, PaymentSettings
@@ -82,6 +83,15 @@ class PaymentChannelAdmin(ModelAdmin):
         (_("Connection"), {"fields": ["config", "secret", "secret_stored"]}),
     ]
     readonly_fields = ["secret_stored"]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from payments.gateway_admin import gateway_channel_redirect
+
+        channel = PaymentChannel.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        target = gateway_channel_redirect(channel) if channel is not None else None
+        if target:  # a configurable gateway is edited through its recipe form, never as raw settings
+            return HttpResponseRedirect(target)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data

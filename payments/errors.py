@@ -1,3 +1,5 @@
+from django.utils.translation import gettext_lazy as _
+
 from core.errors import DomainError
 
 
@@ -54,3 +56,17 @@ class ChannelNotApplicable(DomainError):
 
     code = "channel_not_applicable"
     default_message = "This payment method cannot be used for this amount or currency."
+
+
+class GatewayRecipeInvalid(DomainError):
+    """A configurable gateway's recipe that cannot be used; ``field`` names the part at fault."""
+
+    code = "gateway_recipe_invalid"
+    default_message = "The gateway settings are incomplete or inconsistent."
+
+
+class GatewayRequestFailed(DomainError):
+    """A configurable gateway refused or failed a request (or its URL is not allowed)."""
+
+    code = "gateway_request_failed"
+    default_message = _("The payment gateway could not start this payment. Please try again.")

@@ -61,22 +61,22 @@ def channel_fee_note(channel: PaymentChannel | None) -> str:
     return _("fee %(fee)s") % {"fee": " + ".join(parts)}
 
 
-def payment_channel_check(
-    *, provider_code: str, amount: Decimal, currency: str, for_order: bool = True
-) -> PaymentChannel | None:
+def payment_channel_check(*, provider_code: str, amount: Decimal, currency: str) -> PaymentChannel | None:
     """The channel row that will take this payment (None for the sandbox without a row).
 
     Refuses a channel the shop does not offer (``ProviderUnavailable``) or one whose limits or
-    currencies exclude the payment (``ChannelNotApplicable``). The sandbox needs no row; for an
-    order it must be enabled for the deployment.
+    currencies exclude the payment (``ChannelNotApplicable``). The sandbox needs no row, but it must
+    be enabled for the deployment (``PAYMENTS_SANDBOX_ENABLED``), whatever is being paid.
     """
-    from payments.providers import PROVIDERS
+    from payments.providers import provider_code_known
 
-    if provider_code not in PROVIDERS:
+    if not provider_code_known(provider_code):
         raise ProviderUnavailable()
+    if provider_code == SANDBOX and not settings.PAYMENTS_SANDBOX_ENABLED:
+        raise ProviderUnavailable()  # whatever is being paid: a disabled sandbox would be free money
     channel = PaymentChannel.objects.filter(provider=provider_code).first()
     if channel is None:
-        if provider_code != SANDBOX or (for_order and not settings.PAYMENTS_SANDBOX_ENABLED):
+        if provider_code != SANDBOX:
             raise ProviderUnavailable()
         return None
     if not channel.is_enabled:

@@ -362,3 +362,13 @@ class Refund(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} → {self.get_destination_display()} ({self.status})"
+
+
+class ConfiguredGateway(PaymentChannel):
+    """A payment channel whose provider is a configurable HTTP gateway (``gw-<slug>``): the same row,
+    edited in the admin through a form of its recipe instead of raw settings."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("configurable gateway")
+        verbose_name_plural = _("configurable gateways")

@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from payments.fees import SANDBOX, channel_applies, channel_fee_note
 from payments.models import PaymentChannel
-from payments.providers import PROVIDERS
+from payments.providers import provider_code_known
 
 
 def checkout_channels(
@@ -58,7 +58,7 @@ def _shop_channels(*, amount, amount_up_to, currency) -> list[tuple[str, str]]:
     if settings.PAYMENTS_SANDBOX_ENABLED and (sandbox_row is None or sandbox_row.is_enabled):
         offered.append((sandbox_row, SANDBOX, sandbox_row.name if sandbox_row else str(_("Sandbox (test payment)"))))
     for row in rows:
-        if row.is_enabled and row.provider in PROVIDERS and row.provider != SANDBOX:
+        if row.is_enabled and provider_code_known(row.provider) and row.provider != SANDBOX:
             offered.append((row, row.provider, row.name))
     channels = []
     for row, code, label in offered:

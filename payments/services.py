@@ -74,18 +74,15 @@ def payment_start_for(
             "currency": currency,
             "return_url": return_url,
         },
-        for_order=purpose == PaymentAttempt.Purpose.BRANCH_SALE,
     )
 
 
-def _attempt_open(*, provider_code: str, request, fields: dict, for_order: bool = True) -> tuple[PaymentAttempt, str]:
+def _attempt_open(*, provider_code: str, request, fields: dict) -> tuple[PaymentAttempt, str]:
     """Record the attempt, then ask the provider where to pay. The provider may call its gateway
     (Stripe creates a Checkout Session), so that happens outside any transaction of ours; if it fails,
     the attempt is marked failed and the error goes up."""
     provider = get_provider(provider_code)
-    channel = payment_channel_check(
-        provider_code=provider_code, amount=fields["amount"], currency=fields["currency"], for_order=for_order
-    )
+    channel = payment_channel_check(provider_code=provider_code, amount=fields["amount"], currency=fields["currency"])
     fields = {**fields, **attempt_fee_fields(channel, amount=fields["amount"])}
     attempt = PaymentAttempt.objects.create(provider=provider_code, token=secrets.token_urlsafe(24), **fields)
     try:

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
@@ -38,6 +39,8 @@ def callback(request, provider: str):
             data = json.loads(request.body)
         except ValueError:
             data = {}
+        if not isinstance(data, dict):  # a JSON array or scalar is no notification
+            data = {}
     accepted, reason = payment_callback_handle(provider_code=provider, data=data, remote_ip=client_ip(request))
     # Some rejections must still be acknowledged so the gateway stops retrying (nothing was applied).
     accepted = accepted or reason in getattr(gateway, "acknowledged_reasons", ())
@@ -46,6 +49,8 @@ def callback(request, provider: str):
 
 def sandbox_gateway(request, token: str):
     """The sandbox gateway's hosted page: shows what is being paid, with Pay and Decline buttons."""
+    if not settings.PAYMENTS_SANDBOX_ENABLED:
+        raise Http404("the sandbox gateway is disabled")
     attempt = get_object_or_404(PaymentAttempt.objects.select_related("order"), token=token, provider="sandbox")
     top_up = _top_up_of(attempt)
     if request.method == "POST":

@@ -467,7 +467,10 @@ class TopUps(BranchApiView):
                 "amount": str(top_up.amount),
                 "currency": top_up.currency,
                 "status": top_up.status,
-                "pay_url": branch_url(settings.PLATFORM_DOMAIN, path),
+                # The sandbox answers with a path on Site A; a real gateway with its own address.
+                "pay_url": path
+                if path.startswith(("https://", "http://"))
+                else branch_url(settings.PLATFORM_DOMAIN, path),
             },
             status=201,
         )

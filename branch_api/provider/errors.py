@@ -36,6 +36,9 @@ ExpectedTotalMismatch = _error(
 )
 NotFound = _error("NotFound", 404, "not_found", "Not found.")
 Invalid = _error("Invalid", 400, "invalid", "The request is not valid.")
+PaymentUnavailable = _error(
+    "PaymentUnavailable", 503, "payment_unavailable", "Site A cannot take a payment of this amount at the moment."
+)
 CollectNotEnabled = _error(
     "CollectNotEnabled", 403, "collect_not_enabled", "This branch takes payments through its own channels."
 )

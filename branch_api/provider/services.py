@@ -99,15 +99,24 @@ def branch_top_up(*, branch: Branch, amount: Decimal, reference: str, idempotenc
 
 
 def top_up_start(
-    *, branch: Branch, amount: Decimal, return_url: str = "", provider_code: str = "sandbox", request=None
+    *, branch: Branch, amount: Decimal, return_url: str = "", provider_code: str | None = None, request=None
 ) -> tuple[BalanceTopUp, str]:
-    """A top-up the branch owner pays through Site A's payment page; returns it and the page's path."""
+    """A top-up the branch owner pays through Site A's payment page; returns it and the page's path.
+
+    Paid through ``provider_code``, or else Site A's first channel that takes the amount."""
     from payments.models import PaymentAttempt
+    from payments.selectors import checkout_channels
     from payments.services import payment_start_for
+    from payments.wallet import PROVIDER_CODE as WALLET
 
     amount = money(amount)
     if amount <= 0 or amount > Decimal("100000"):
         raise errors.Invalid("amount must be between 0.01 and 100000.", field="amount")
+    if provider_code is None:
+        offered = checkout_channels(amount=amount, currency=settings.PLATFORM_CURRENCY, for_order=False)
+        provider_code = next((code for code, _label in offered if code != WALLET), None)
+        if provider_code is None:
+            raise errors.PaymentUnavailable()
     top_up = BalanceTopUp.objects.create(
         branch=branch, amount=amount, currency=settings.PLATFORM_CURRENCY, return_url=_own_url(branch, return_url)
     )

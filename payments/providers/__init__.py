@@ -44,12 +44,24 @@ class PaymentProvider(Protocol):
 
 
 def get_provider(code: str) -> PaymentProvider:
+    """A built-in provider, or the current shop's configured gateway ``gw-<slug>`` (read from its channel)."""
     from payments.errors import ProviderUnavailable
 
-    try:
+    if code in PROVIDERS:
         return PROVIDERS[code]
-    except KeyError:
-        raise ProviderUnavailable() from None
+    from payments.providers.gateway import configured_gateway_get
+
+    gateway = configured_gateway_get(code)
+    if gateway is None:
+        raise ProviderUnavailable()
+    return gateway
+
+
+def provider_code_known(code: str) -> bool:
+    """Whether ``code`` names a built-in provider or a configurable gateway (``gw-<slug>``)."""
+    from payments.providers.gateway_recipe import is_gateway_code
+
+    return code in PROVIDERS or is_gateway_code(code)
 
 
 from payments.providers.epay import EpayProvider  # noqa: E402

@@ -63,6 +63,8 @@ class SandboxProvider:
         return data
 
     def parse_callback(self, data: dict) -> CallbackData:
+        if not settings.PAYMENTS_SANDBOX_ENABLED:
+            raise CallbackRejected("the sandbox is disabled", code="provider_unavailable")
         signature = str(data.get("signature", ""))
         if not signature or not hmac.compare_digest(signature, sandbox_sign(data)):
             raise CallbackRejected("bad signature", code="bad_signature")
