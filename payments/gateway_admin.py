@@ -21,6 +21,7 @@ from unfold.widgets import (
     UnfoldAdminTextInputWidget,
 )
 
+from payments.channels import FEE_AND_LIMIT_FIELDS
 from payments.models import ConfiguredGateway, PaymentChannel
 from payments.providers import PROVIDERS
 from payments.providers.gateway import configured_gateway_save, gateway_trial
@@ -172,7 +173,7 @@ class ConfiguredGatewayForm(forms.ModelForm):
 
     class Meta:
         model = ConfiguredGateway
-        fields = ["name", "is_enabled", "sort_order"]
+        fields = ["name", "is_enabled", "sort_order", *FEE_AND_LIMIT_FIELDS]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -252,6 +253,7 @@ class ConfiguredGatewayAdmin(ModelAdmin):
         first = ["slug", "preset"] if obj is None else ["provider"]
         return [
             (None, {"fields": [*first, "name", "is_enabled", "sort_order", "secret", "secret_stored"]}),
+            (_("Fee and limits"), {"fields": list(FEE_AND_LIMIT_FIELDS)}),
             (
                 _("Create-payment request"),
                 {"fields": ["create_url", "create_method", "create_format", "create_constants"]},
@@ -287,6 +289,7 @@ class ConfiguredGatewayAdmin(ModelAdmin):
             sort_order=data.get("sort_order") or 0,
             recipe=form.recipe,
             secret=data.get("secret", ""),
+            fees_and_limits={name: data[name] for name in FEE_AND_LIMIT_FIELDS if name in data},
         )
 
     @display(description=_("Key"), boolean=True)

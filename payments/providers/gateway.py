@@ -53,6 +53,7 @@ def configured_gateway_save(
     sort_order: int,
     recipe: dict,
     secret: str = "",
+    fees_and_limits: dict | None = None,
 ):
     """Create (``slug`` given) or update a configured gateway's channel. The recipe is checked whole
     (``GatewayRecipeInvalid``); an empty ``secret`` keeps the stored key."""
@@ -69,6 +70,7 @@ def configured_gateway_save(
         sort_order=sort_order,
         config=checked,
         secret=secret,
+        fees_and_limits=fees_and_limits,
     )
 
 

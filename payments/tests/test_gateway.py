@@ -14,6 +14,7 @@ import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -591,3 +592,56 @@ def test_a_recipe_broken_outside_the_form_takes_no_payment_and_trusts_no_notific
         },
     )
     assert page.status_code == 400 and "not available" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_configured_gateway_carries_a_fee_and_limits_like_any_channel(staff_client, gateway, variant):
+    channel = _configure(
+        staff_client,
+        gateway.url,
+        fee_percent="2",
+        fee_fixed="0.20",
+        fee_payer="customer",
+        min_amount="20.00",
+        currencies="usd",
+    )
+    assert (channel.fee_percent, channel.min_amount, channel.currencies) == (
+        Decimal("2.00"),
+        Decimal("20.00"),
+        "USD",
+    )
+    customer = host_client("alpha.localhost")
+    page = customer.get(f"/p/{variant.product.slug}/").content.decode()
+    assert "Regional Pay (fee 2% + 0.20)" in page  # offered: buying two or three reaches the minimum
+    buy = {
+        "variant": variant.pk,
+        "quantity": 1,
+        "expected_price": "15.00",
+        "email": "fee@example.test",
+        "lookup_password": "lookup-123",
+        "payment": CODE,
+    }
+    refused = customer.post(f"/p/{variant.product.slug}/buy/", buy)  # 15.00 is under the minimum
+    assert refused.status_code == 400
+    with schema_context("alpha"):
+        assert not Order.objects.filter(email="fee@example.test").exists()
+    edit = f"/admin/payments/configuredgateway/{channel.pk}/change/"
+    data = {**_edit_form(staff_client, edit), "secret": ""}
+    inverted = staff_client.post(edit, {**data, "min_amount": "30.00", "max_amount": "10.00"})
+    assert inverted.status_code == 200 and inverted.context["adminform"].form.errors
+    assert staff_client.post(edit, {**data, "min_amount": ""}).status_code == 302
+    assert customer.post(f"/p/{variant.product.slug}/buy/", buy).status_code == 302
+    with schema_context("alpha"):
+        attempt = PaymentAttempt.objects.get(order__email="fee@example.test")
+        assert (attempt.provider, attempt.amount, attempt.fee) == (CODE, Decimal("15.50"), Decimal("0.50"))
+
+
+def _edit_form(client, url: str) -> dict:
+    form = client.get(url).context["adminform"].form
+    data = {}
+    for name, field in form.fields.items():
+        value = form.initial.get(name, field.initial)
+        if value is None or value is False:
+            continue
+        data[name] = "on" if value is True else str(value)
+    return data
