@@ -442,12 +442,9 @@ def webhook_emit_price_changed(
     return created
 
 
-def webhook_emit_order_status_changed(*, order_id: int) -> list[WebhookDelivery]:
-    """``order.status_changed`` for a Site A order a branch bought through the API (no-op for others)."""
+def webhook_emit_order_status_changed(*, purchase: BranchPurchase) -> list[WebhookDelivery]:
+    """``order.status_changed`` for the Site A order of a branch's purchase through the API."""
     if not _on_site_a():
-        return []
-    purchase = BranchPurchase.objects.select_related("branch", "order").filter(order_id=order_id).first()
-    if purchase is None:
         return []
     data = {"reference": purchase.reference, "number": purchase.order.number, "status": purchase.order.status}
     return webhook_emit(branch=purchase.branch, event_type=ORDER_STATUS_CHANGED, data=data)
