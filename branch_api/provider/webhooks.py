@@ -753,9 +753,11 @@ def stock_changed_soon(variant_ids: Iterable[int]) -> None:
 
     def schedule() -> None:
         pending, scheduled = _stock_keys()
-        client = get_redis()
-        client.sadd(pending, *ids)
-        if client.set(scheduled, "1", nx=True, ex=STOCK_DEBOUNCE_SECONDS * 10):
+        with get_redis().pipeline(transaction=False) as pipe:  # one round trip
+            pipe.sadd(pending, *ids)
+            pipe.set(scheduled, "1", nx=True, ex=STOCK_DEBOUNCE_SECONDS * 10)
+            _, first = pipe.execute()
+        if first:
             from branch_api.provider.tasks import stock_changed_flush_task
 
             stock_changed_flush_task.apply_async(countdown=STOCK_DEBOUNCE_SECONDS)
