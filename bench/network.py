@@ -80,8 +80,8 @@ def print_results(results: dict) -> None:
     print(
         f"branch API    {a['api_purchases_per_s']} purchases/s (signed POST orders, in-process) vs "
         f"{a['sql_sales_per_s']} sales/s raw SQL: ratio {a['api_vs_sql']} ({a['api_ms_per_purchase']} ms, "
-        f"{a['queries_per_purchase']} queries, {a['commits_per_purchase']} commits, {a['round_trips_per_purchase']} "
-        f"database round trips per purchase); target >= {API_TARGET_RATIO}: "
+        f"{a['queries_per_purchase']} queries, {a['commits_per_purchase']} commit(s), "
+        f"{a['round_trips_per_purchase']} database round trips per purchase); target >= {API_TARGET_RATIO}: "
         f"met: {a['meets_target']}"
     )
     if "large_catalog" in a:
