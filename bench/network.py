@@ -80,7 +80,8 @@ def print_results(results: dict) -> None:
     print(
         f"branch API    {a['api_purchases_per_s']} purchases/s (signed POST orders, in-process) vs "
         f"{a['sql_sales_per_s']} sales/s raw SQL: ratio {a['api_vs_sql']} ({a['api_ms_per_purchase']} ms, "
-        f"{a['queries_per_purchase']} queries per purchase); target >= {API_TARGET_RATIO}: "
+        f"{a['queries_per_purchase']} queries, {a['commits_per_purchase']} commit(s), "
+        f"{a['round_trips_per_purchase']} database round trips per purchase); target >= {API_TARGET_RATIO}: "
         f"met: {a['meets_target']}"
     )
     if "large_catalog" in a:
@@ -312,8 +313,10 @@ def bench_api_purchase(shop: _ApiShop, *, sql_rate: float, sql_source: str) -> d
     buyer.seconds_for(WARMUP_PURCHASES)
     seconds = buyer.seconds_for(API_PURCHASES)
     queries: list[str] = []
-    with connection.execute_wrapper(lambda execute, sql, *args: queries.append(sql) or execute(sql, *args)):
-        buyer.purchase()
+    with _wire_messages() as messages:
+        with connection.execute_wrapper(lambda execute, sql, *args: queries.append(sql) or execute(sql, *args)):
+            buyer.purchase()
+    wire = _wire_counts(messages)
     if SHOW_QUERIES:
         print(f"queries of one branch API purchase ({len(queries)}):")
         for sql in queries:
@@ -331,6 +334,8 @@ def bench_api_purchase(shop: _ApiShop, *, sql_rate: float, sql_source: str) -> d
         "api_purchases_per_s": round(rate, 1),
         "api_ms_per_purchase": round(1000 / rate, 2),
         "queries_per_purchase": len(queries),
+        "commits_per_purchase": wire["commits"],
+        "round_trips_per_purchase": wire["round_trips"],
         "sql_sales_per_s": round(sql_rate, 1),
         "sql_source": sql_source,
         "api_vs_sql": round(ratio, 3),
@@ -341,6 +346,50 @@ def bench_api_purchase(shop: _ApiShop, *, sql_rate: float, sql_source: str) -> d
         result["profile_purchases"] = API_PROFILE_PURCHASES
         result["profile_top"] = profile
     return result
+
+
+@contextmanager
+def _wire_messages() -> Iterator[list[str]]:
+    """The PostgreSQL protocol messages of the benchmark's connection meanwhile (libpq trace)."""
+    import tempfile
+
+    import psycopg
+    from django.db import connection
+
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    messages: list[str] = []
+    with tempfile.TemporaryFile() as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            yield messages
+        finally:
+            pgconn.untrace()
+            trace.seek(0)
+            messages.extend(trace.read().decode(errors="replace").splitlines())
+
+
+def _wire_counts(messages: list[str]) -> dict:
+    """Round trips (answers ending with ReadyForQuery) and commits: COMMITs sent, plus writes sent
+    outside a transaction block (each commits on its own)."""
+    round_trips = commits = 0
+    idle = True
+    for message in messages:
+        direction, _length, kind, body = (message.split("\t", 3) + ["", "", ""])[:4]
+        if direction == "B" and kind == "ReadyForQuery":
+            round_trips += 1
+            idle = body.strip() == "I"
+        elif direction == "F" and kind in ("Query", "Parse"):
+            if kind == "Parse":  # Parse "<statement name>" "<sql>" ...
+                body = body.strip()[1:]
+                body = body[body.index('"') + 1 :]
+            statement = body.strip().lstrip('"').upper()
+            if statement.startswith("COMMIT"):
+                commits += 1
+            elif idle and statement.startswith(("INSERT", "UPDATE", "DELETE", "WITH")):
+                commits += 1
+    return {"round_trips": round_trips, "commits": commits}
 
 
 def bench_api_purchase_large_catalog(shop: _ApiShop) -> dict:

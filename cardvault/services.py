@@ -360,6 +360,57 @@ def cards_assign(*, line, quantity: int) -> list[CardAssignment]:
     return assignments
 
 
+def cards_sell(*, lines) -> list[CardAssignment]:
+    """Take codes straight from stock for lines paid at once (no reservation step) and record their
+    assignments; each assignment carries its card, ready to reveal. Single-use codes first, then uses
+    of reusable codes, as ``cards_assign`` does.
+
+    One statement per line: ``FOR UPDATE SKIP LOCKED`` in id order like ``cards_reserve`` (concurrent
+    buyers never wait on or take the same code), marking the codes sold and returning them with their
+    batch cost. A line that cannot be filled raises ``OutOfStock``; the caller's transaction (which
+    this must run in) then rolls everything back.
+    """
+    now = timezone.now()
+    assignments: list[CardAssignment] = []
+    with connection.cursor() as cursor:
+        for line in lines:
+            cursor.execute(
+                f"""
+                WITH picked AS (
+                    SELECT id FROM {Card._meta.db_table}
+                    WHERE variant_id = %s AND status = 'available' AND NOT reusable
+                    ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+                )
+                UPDATE {Card._meta.db_table} c
+                SET status = 'sold', sold_at = %s, use_count = 1, status_changed_at = %s
+                FROM picked, {ImportBatch._meta.db_table} b
+                WHERE c.id = picked.id AND b.id = c.batch_id
+                RETURNING c.id, c.batch_id, c.code_encrypted, c.secret_encrypted, b.unit_cost
+                """,
+                [line.variant_id, line.quantity, now, now],
+            )
+            rows = sorted(cursor.fetchall())
+            # Like cards_assign: single-use codes first, then uses of reusable ones.
+            shared = (
+                _reusable_assign(line=line, quantity=line.quantity - len(rows)) if len(rows) < line.quantity else []
+            )
+            out_of_stock(len(rows) + len(shared), line.quantity)
+            assignments.extend(shared)
+            for card_id, batch_id, code_encrypted, secret_encrypted, unit_cost in rows:
+                card = Card(
+                    id=card_id,
+                    variant_id=line.variant_id,
+                    batch_id=batch_id,
+                    code_encrypted=code_encrypted,
+                    secret_encrypted=secret_encrypted,
+                    status=Card.Status.SOLD,
+                )
+                assignments.append(CardAssignment(card=card, order_line=line, reusable=False, unit_cost=unit_cost))
+    CardAssignment.objects.bulk_create(assignments)
+    _stock_moved({line.variant_id for line in lines})
+    return assignments
+
+
 def _reusable_assign(*, line, quantity: int) -> list[CardAssignment]:
     """Reusable codes: one use per unit, a code may serve the same line once. Waits on row locks
     (never skips): a shared code is the same row for every buyer."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.conf import settings
@@ -70,7 +70,15 @@ def account_get_or_create(
         return Account.objects.get(code=code)
 
 
-@transaction.atomic
+@dataclass(frozen=True)
+class Posting:
+    kind: str
+    idempotency_key: str
+    lines: list[Line]
+    reference: str = ""
+    memo: str = ""
+
+
 def ledger_post(
     *, kind: str, idempotency_key: str, lines: list[Line], reference: str = "", memo: str = ""
 ) -> Transaction:
@@ -80,32 +88,56 @@ def ledger_post(
     balances move in the same database transaction as the entries. An account that may not go
     negative raises ``InsufficientFunds`` and nothing is written.
     """
-    existing = Transaction.objects.filter(idempotency_key=idempotency_key).first()
-    if existing:
-        _same_lines_or_conflict(existing, lines)
-        return existing
-    lines = [line for line in lines if line.amount]
-    if not lines or sum((line.amount for line in lines), Decimal(0)) != 0:
-        raise UnbalancedTransaction()
-    accounts = _accounts_lock({line.account for line in lines})
+    posting = Posting(kind=kind, idempotency_key=idempotency_key, lines=lines, reference=reference, memo=memo)
+    return ledger_post_many([posting])[0]
+
+
+@transaction.atomic
+def ledger_post_many(postings: list[Posting]) -> list[Transaction]:
+    """``ledger_post`` for several journal transactions that belong together (e.g. a sale's payment
+    and its cost): their accounts locked once, their rows inserted together; all or nothing.
+    Returns the transactions in the order given."""
+    keys = [posting.idempotency_key for posting in postings]
+    existing = {txn.idempotency_key: txn for txn in Transaction.objects.filter(idempotency_key__in=keys)}
+    for posting in postings:
+        if posting.idempotency_key in existing:
+            _same_lines_or_conflict(existing[posting.idempotency_key], posting.lines)
+    new = [
+        replace(p, lines=[line for line in p.lines if line.amount])
+        for p in postings
+        if p.idempotency_key not in existing
+    ]
+    if not new:
+        return [existing[key] for key in keys]
+    for posting in new:
+        if not posting.lines or sum((line.amount for line in posting.lines), Decimal(0)) != 0:
+            raise UnbalancedTransaction()
+    accounts = _accounts_lock({line.account for posting in new for line in posting.lines})
     deltas: dict[int, Decimal] = {}
-    for line in lines:
-        deltas[accounts[line.account].pk] = deltas.get(accounts[line.account].pk, Decimal(0)) + line.amount
+    for posting in new:
+        for line in posting.lines:
+            deltas[accounts[line.account].pk] = deltas.get(accounts[line.account].pk, Decimal(0)) + line.amount
     try:
         with transaction.atomic():
-            txn = Transaction.objects.create(kind=kind, idempotency_key=idempotency_key, reference=reference, memo=memo)
+            created = Transaction.objects.bulk_create(
+                Transaction(kind=p.kind, idempotency_key=p.idempotency_key, reference=p.reference, memo=p.memo)
+                for p in new
+            )
             Entry.objects.bulk_create(
                 Entry(transaction=txn, account_id=accounts[line.account].pk, amount=line.amount, **line.dimensions)
-                for line in lines
+                for txn, posting in zip(created, new, strict=True)
+                for line in posting.lines
             )
             _balances_move(deltas)
     except IntegrityError as exc:
         if "account_non_negative" in str(exc):
             raise InsufficientFunds() from exc
         if "idempotency_key" in str(exc):  # a concurrent post with the same key won
-            return Transaction.objects.get(idempotency_key=idempotency_key)
+            found = {txn.idempotency_key: txn for txn in Transaction.objects.filter(idempotency_key__in=keys)}
+            return [found[key] for key in keys]
         raise
-    return txn
+    existing.update((txn.idempotency_key, txn) for txn in created)
+    return [existing[key] for key in keys]
 
 
 def _accounts_lock(codes: set[str]) -> dict[str, Account]:

@@ -24,12 +24,12 @@ from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from cardvault.models import Card
-from cardvault.services import cards_assign, cards_release_for_line, cards_reserve, out_of_stock
+from cardvault.models import Card, CardAssignment
+from cardvault.services import cards_assign, cards_release_for_line, cards_reserve, cards_sell, out_of_stock
 from catalog.models import Product, Variant
-from catalog.pricing import PriceBook, money
+from catalog.pricing import PriceBook, Quote, money
 from catalog.selectors import variant_units
-from ledger.services import Line, ledger_post, shop_currency
+from ledger.services import Line, Posting, ledger_post, ledger_post_many, shop_currency
 from orders.errors import (
     CheckoutInputMissing,
     OrderStateError,
@@ -87,6 +87,60 @@ def _clean_checkout_input(product: Product, submitted: dict) -> dict:
     return cleaned
 
 
+def _items_price(
+    items: list[CartItem], variants: dict[int, Variant], *, book: PriceBook, unit_prices: dict[int, Decimal] | None
+) -> list[tuple[CartItem, Variant, Quote, dict]]:
+    """Re-derive what an order may contain and cost: availability, quantity limits, server-side price
+    (``unit_prices`` is a price agreed elsewhere, never below cost) and the stock of non-vault goods."""
+    # Vault stock of automatic goods is settled when codes are reserved or taken (SKIP LOCKED).
+    stock: dict[int, int | None] = {}
+    priced = []
+    for item in items:
+        variant = variants.get(item.variant_id)
+        if variant is None or not (
+            variant.is_active and variant.product.is_active and variant.product.category.is_active
+        ):
+            raise VariantUnavailable(field="variant")
+        product = variant.product
+        if not product.min_quantity <= item.quantity <= product.max_quantity:
+            raise QuantityOutOfRange(
+                f"Please choose between {product.min_quantity} and {product.max_quantity}.", field="quantity"
+            )
+        quote = book.quote(variant, quantity=item.quantity)
+        if unit_prices is not None:
+            # A price agreed elsewhere (a branch's cost under its terms); never below cost all the same.
+            quote = replace(
+                quote, unit_price=max(money(unit_prices[variant.pk]), quote.cost), rule_label="branch terms"
+            )
+        if item.expected_unit_price is not None and money(item.expected_unit_price) != quote.unit_price:
+            raise PriceChanged(field="price")
+        if product.delivery_mode != Product.DeliveryMode.AUTOMATIC:
+            out_of_stock(variant_units(product, variant, stock), item.quantity)
+        priced.append((item, variant, quote, _clean_checkout_input(product, item.checkout_input)))
+    return priced
+
+
+def _line_new(
+    order: Order, item: CartItem, variant: Variant, quote: Quote, checkout_input: dict, **fields
+) -> OrderLine:
+    return OrderLine(
+        order=order,
+        variant=variant,
+        product_id_snapshot=variant.product_id,
+        product_name=variant.product.name,
+        variant_name=variant.name,
+        sku=variant.sku,
+        delivery_mode=variant.product.delivery_mode,
+        quantity=item.quantity,
+        unit_price=quote.unit_price,
+        unit_cost=quote.cost,
+        price_rule=quote.rule_label[:160],
+        currency=order.currency,
+        checkout_input=checkout_input,
+        **fields,
+    )
+
+
 @transaction.atomic
 def order_place(
     *,
@@ -114,32 +168,7 @@ def order_place(
         .prefetch_related("tiers")
         .filter(pk__in=[i.variant_id for i in items])
     }
-    book = PriceBook.default()
-    # Vault stock of automatic goods is settled by the reservation itself (SKIP LOCKED) below.
-    stock: dict[int, int | None] = {}
-    priced = []
-    for item in items:
-        variant = variants.get(item.variant_id)
-        if variant is None or not (
-            variant.is_active and variant.product.is_active and variant.product.category.is_active
-        ):
-            raise VariantUnavailable(field="variant")
-        product = variant.product
-        if not product.min_quantity <= item.quantity <= product.max_quantity:
-            raise QuantityOutOfRange(
-                f"Please choose between {product.min_quantity} and {product.max_quantity}.", field="quantity"
-            )
-        quote = book.quote(variant, quantity=item.quantity)
-        if unit_prices is not None:
-            # A price agreed elsewhere (a branch's cost under its terms); never below cost all the same.
-            quote = replace(
-                quote, unit_price=max(money(unit_prices[variant.pk]), quote.cost), rule_label="branch terms"
-            )
-        if item.expected_unit_price is not None and money(item.expected_unit_price) != quote.unit_price:
-            raise PriceChanged(field="price")
-        if product.delivery_mode != Product.DeliveryMode.AUTOMATIC:
-            out_of_stock(variant_units(product, variant, stock), item.quantity)
-        priced.append((item, variant, quote, _clean_checkout_input(product, item.checkout_input)))
+    priced = _items_price(items, variants, book=PriceBook.default(), unit_prices=unit_prices)
 
     order = Order.objects.create(
         number=order_number_new(),
@@ -154,21 +183,8 @@ def order_place(
     )
     _event(order, S.PENDING_PAYMENT, actor=customer, message="order placed", from_status="")
     for item, variant, quote, checkout_input in priced:
-        line = OrderLine.objects.create(
-            order=order,
-            variant=variant,
-            product_id_snapshot=variant.product_id,
-            product_name=variant.product.name,
-            variant_name=variant.name,
-            sku=variant.sku,
-            delivery_mode=variant.product.delivery_mode,
-            quantity=item.quantity,
-            unit_price=quote.unit_price,
-            unit_cost=quote.cost,
-            price_rule=quote.rule_label[:160],
-            currency=order.currency,
-            checkout_input=checkout_input,
-        )
+        line = _line_new(order, item, variant, quote, checkout_input)
+        line.save(force_insert=True)
         if variant.product.is_manual:
             if variant.manual_stock is not None:
                 updated = Variant.objects.filter(pk=variant.pk, manual_stock__gte=item.quantity).update(
@@ -239,6 +255,21 @@ def order_mark_paid(
         paid_at=now,
         payment_provider=provider,
     )
+    payment = _payment_posting(
+        order,
+        order.lines.all(),
+        provider=provider,
+        payment_reference=payment_reference,
+        funding_account=funding_account,
+    )
+    ledger_post_many([payment])
+    if late:
+        _manual_stock_retake(order)
+    _deliver(order, actor=actor)
+    return order
+
+
+def _payment_posting(order: Order, lines, *, provider: str, payment_reference: str, funding_account: str) -> Posting:
     # Revenue is posted per line so profit per product and per day comes straight from the ledger.
     revenue = [
         Line(
@@ -246,19 +277,89 @@ def order_mark_paid(
             -line.line_total,
             {"order_id": order.pk, "product_id": line.product_id_snapshot, "variant_id": line.variant_id},
         )
-        for line in order.lines.all()
+        for line in lines
     ]
-    ledger_post(
+    return Posting(
         kind="order_payment",
         idempotency_key=f"order-paid:{order.number}",
         reference=order.number,
         memo=f"payment {provider} {payment_reference}",
         lines=[Line(funding_account, order.total, {"order_id": order.pk}), *revenue],
     )
-    if late:
-        _manual_stock_retake(order)
-    _deliver(order, actor=actor)
-    return order
+
+
+@dataclass(frozen=True)
+class Sale:
+    order: Order
+    lines: list[OrderLine]
+    assignments: list[CardAssignment]  # each with its card, to reveal
+
+
+@transaction.atomic
+def order_sell(
+    *,
+    items: list[CartItem],
+    variants: dict[int, Variant],
+    book: PriceBook,
+    unit_prices: dict[int, Decimal],
+    email: str,
+    provider: str,
+    payment_reference: str,
+    funding_account: str,
+    source: str,
+) -> Sale:
+    """Place, pay and deliver an order of vault codes in one step, paid from ``funding_account`` (a
+    balance the buyer holds with us, e.g. a branch's prepaid balance).
+
+    The same order, history, ledger and codes as ``order_place`` + ``order_mark_paid`` produce for
+    automatic goods, without the reservation round: the codes are taken and sold at once. ``variants``
+    (with product, category and tiers loaded) must include every item's variant, all of them automatic
+    goods with single-use codes. Not enough codes raises ``OutOfStock``, too little money the
+    ledger's ``InsufficientFunds``; either way nothing is kept.
+    """
+    if not items:
+        raise VariantUnavailable("Your order is empty.")
+    if any(variants[i.variant_id].product.delivery_mode != Product.DeliveryMode.AUTOMATIC for i in items):
+        raise VariantUnavailable("Only codes from the vault are sold at once.")
+    priced = _items_price(items, variants, book=book, unit_prices=unit_prices)
+    now = timezone.now()
+    order = Order.objects.create(
+        number=order_number_new(),
+        email=email.strip().lower(),
+        currency=shop_currency(),
+        total=sum((q.unit_price * i.quantity for i, _, q, _ in priced), Decimal("0")),
+        status=S.DELIVERED,
+        payment_provider=provider,
+        expires_at=now,
+        paid_at=now,
+        delivered_at=now,
+        source=source,
+    )
+    OrderEvent.objects.bulk_create(
+        [
+            OrderEvent(order=order, from_status="", to_status=S.PENDING_PAYMENT, message="order placed"),
+            OrderEvent(
+                order=order,
+                from_status=S.PENDING_PAYMENT,
+                to_status=S.PAID,
+                message=f"paid via {provider} ({payment_reference})"[:255],
+            ),
+            OrderEvent(order=order, from_status=S.PAID, to_status=S.DELIVERED, message="codes delivered"),
+        ]
+    )
+    lines = OrderLine.objects.bulk_create(
+        _line_new(order, item, variant, quote, checkout_input, delivered_quantity=item.quantity)
+        for item, variant, quote, checkout_input in priced
+    )
+    assignments = cards_sell(lines=lines)
+    postings = [
+        _payment_posting(
+            order, lines, provider=provider, payment_reference=payment_reference, funding_account=funding_account
+        )
+    ]
+    postings += [_cost_posting(order, line, [a for a in assignments if a.order_line is line]) for line in lines]
+    ledger_post_many([posting for posting in postings if posting is not None])
+    return Sale(order=order, lines=lines, assignments=assignments)
 
 
 def _manual_stock_retake(order: Order) -> None:
@@ -322,6 +423,12 @@ def _deliver(order: Order, *, actor=None) -> None:
 
 
 def _book_cost(order: Order, line: OrderLine, assignments) -> None:
+    posting = _cost_posting(order, line, assignments)
+    if posting is not None:
+        ledger_post_many([posting])
+
+
+def _cost_posting(order: Order, line: OrderLine, assignments) -> Posting | None:
     single = sum((a.unit_cost for a in assignments if not a.reusable), Decimal("0"))
     shared = sum((a.unit_cost for a in assignments if a.reusable), Decimal("0"))
     dims = {"order_id": order.pk, "product_id": line.product_id_snapshot, "variant_id": line.variant_id}
@@ -332,14 +439,15 @@ def _book_cost(order: Order, line: OrderLine, assignments) -> None:
         lines.append(Line("inventory", -single, dims))
     if shared:
         lines.append(Line("supplier_payable", -shared, dims))
-    if lines:
-        ledger_post(
-            kind="order_cost",
-            idempotency_key=f"order-cost:{line.pk}:{line.delivered_quantity}",
-            reference=order.number,
-            memo=f"{len(assignments)} × {line.sku}",
-            lines=lines,
-        )
+    if not lines:
+        return None
+    return Posting(
+        kind="order_cost",
+        idempotency_key=f"order-cost:{line.pk}:{line.delivered_quantity}",
+        reference=order.number,
+        memo=f"{len(assignments)} × {line.sku}",
+        lines=lines,
+    )
 
 
 def _buy_upstream(order_id: int) -> None:

@@ -7,7 +7,7 @@ import time
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
@@ -50,37 +50,52 @@ class _Replay(APIException):
 
 
 class BranchThrottle(BaseThrottle):
-    """Fixed one-minute window per branch, sized by its terms (tenant-safe cache key)."""
+    """Fixed one-minute window per branch, sized by its terms; the call was counted (in Redis, per
+    branch) while the request was authenticated."""
 
     def allow_request(self, request, view) -> bool:
         caller = getattr(request, "caller", None)
         if caller is None:
             return True
-        window = int(time.time() // 60)
-        key = f"branch-api-rate:{caller.branch.pk}:{window}"
-        count = cache.get_or_set(key, 0, timeout=70)
-        try:
-            count = cache.incr(key)
-        except ValueError:
-            cache.set(key, 1, timeout=70)
-            count = 1
         self._wait = 60 - time.time() % 60
-        return count <= caller.terms.rate_per_minute
+        return caller.calls_this_minute <= caller.terms.rate_per_minute
 
     def wait(self):
         return self._wait
 
 
 class BranchApiView(APIView):
+    """Every call is one database transaction: what the endpoint changes, the stored answer of an
+    idempotent POST and the audit row commit together (or, on a crash, not at all)."""
+
     authentication_classes: list = []
     permission_classes: list = []
     throttle_classes = [BranchThrottle]
+    # False for an endpoint that may call a remote service: no transaction is held open across it.
+    one_transaction = True
+
+    def dispatch(self, request, *args, **kwargs):
+        self._claimed = self._replayed = False
+        try:
+            if not self.one_transaction:
+                return super().dispatch(request, *args, **kwargs)
+            with transaction.atomic():
+                return super().dispatch(request, *args, **kwargs)
+        except Exception:
+            self._claim_release(request)
+            raise
 
     def initial(self, request, *args, **kwargs):
         raw = request._request
         self._started = time.perf_counter()
         self._body = raw.body
         self._idempotency_key = ""
+        idempotency = None
+        if raw.method == "POST":
+            self._idempotency_key = raw.headers.get("Idempotency-Key", "")
+            self._fingerprint = hashlib.sha256(f"{raw.method}\n{raw.path}\n".encode() + self._body).hexdigest()
+            if _idempotency_key_valid(self._idempotency_key):
+                idempotency = (self._idempotency_key, self._fingerprint)
         query = [(k, v) for k, values in raw.GET.lists() for v in values]
         request.caller = services.request_authenticate(
             method=raw.method,
@@ -89,15 +104,16 @@ class BranchApiView(APIView):
             body=self._body,
             headers=raw.headers,
             client_ip=client_ip_from(raw.META),
+            idempotency=idempotency,
         )
         super().initial(request, *args, **kwargs)
         if raw.method == "POST":
-            self._idempotency_key = raw.headers.get("Idempotency-Key", "")
-            fingerprint = hashlib.sha256(f"{raw.method}\n{raw.path}\n".encode() + self._body).hexdigest()
-            stored = services.idempotency_begin(
-                branch=request.caller.branch, key=self._idempotency_key, fingerprint=fingerprint
-            )
-            if stored is not None:
+            services.idempotency_key_check(self._idempotency_key)
+            caller = request.caller
+            if not caller.idempotency_claimed or caller.idempotency_answered:
+                stored = services.idempotency_replay(
+                    caller=caller, key=self._idempotency_key, fingerprint=self._fingerprint
+                )
                 raise _Replay(stored.response_status, stored.response_body)
             self._claimed = True
 
@@ -125,13 +141,16 @@ class BranchApiView(APIView):
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         caller = getattr(request, "caller", None)
-        if getattr(self, "_claimed", False) and not getattr(self, "_replayed", False):
-            if response.status_code >= 500:
-                services.idempotency_release(branch=caller.branch, key=self._idempotency_key)
-            else:
-                services.idempotency_finish(
-                    branch=caller.branch, key=self._idempotency_key, status=response.status_code, body=response.data
-                )
+        if self._claimed and response.status_code < 500:
+            services.idempotency_finish(
+                branch=caller.branch,
+                key=self._idempotency_key,
+                fingerprint=self._fingerprint,
+                status=response.status_code,
+                body=response.data,
+            )
+        else:
+            self._claim_release(request)
         raw = request._request
         ApiAuditLog.objects.create(
             branch=caller.branch if caller else None,
@@ -148,6 +167,21 @@ class BranchApiView(APIView):
             request_sha256=hashlib.sha256(getattr(self, "_body", b"") or b"").hexdigest(),
         )
         return response
+
+    def _claim_release(self, request) -> None:
+        """A claim this request made but will not answer under (refused before it ran, or crashed) is
+        given back at once, so a retry can run."""
+        caller = getattr(request, "caller", None)
+        if caller is not None and caller.idempotency_claimed:
+            services.idempotency_release(branch=caller.branch, key=self._idempotency_key)
+
+
+def _idempotency_key_valid(key: str) -> bool:
+    try:
+        services.idempotency_key_check(key)
+    except errors.IdempotencyKeyRequired:
+        return False
+    return True
 
 
 class Ping(BranchApiView):
@@ -443,6 +477,8 @@ class TopUpIn(serializers.Serializer):
 
 
 class TopUps(BranchApiView):
+    one_transaction = False  # starting the payment may create it at the gateway (e.g. a Stripe session)
+
     @extend_schema(
         tags=["branch"],
         parameters=[*SIGNED_HEADERS, IDEMPOTENCY_HEADER],

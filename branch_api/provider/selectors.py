@@ -154,13 +154,18 @@ def purchase_get(branch: Branch, reference: str) -> BranchPurchase:
 
 def order_payload(purchase: BranchPurchase, *, with_codes: bool, request=None) -> dict:
     order = purchase.order
-    lines = list(order.lines.order_by("pk"))
+    sale = getattr(purchase, "sale", None)  # a purchase just made brings its lines and codes along
+    lines = sale.lines if sale else list(order.lines.order_by("pk"))
     codes: dict[int, list[dict]] = {}
     if with_codes:
-        assignments = list(
-            CardAssignment.objects.filter(order_line__order=order)
-            .select_related("card")
-            .order_by("order_line_id", "pk")
+        assignments = (
+            sale.assignments
+            if sale
+            else list(
+                CardAssignment.objects.filter(order_line__order=order)
+                .select_related("card")
+                .order_by("order_line_id", "pk")
+            )
         )
         revealed = cards_reveal(
             cards=[a.card for a in assignments],

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from branch_api import signing
@@ -172,12 +172,33 @@ class ApiCaller:
     branch: Branch
     credential: ApiCredential
     terms: BranchTerms
+    calls_this_minute: int = 0
+    # POST only: whether this request claimed its Idempotency-Key (otherwise the fingerprint of the
+    # request holding it), and whether an earlier request with the key was already answered.
+    idempotency_claimed: bool = False
+    idempotency_held_by: str = ""
+    idempotency_answered: bool = False
+
+
+IDEMPOTENCY_CLAIM_SECONDS = 120  # longer than any request runs; the database record outlives it
 
 
 def request_authenticate(
-    *, method: str, path: str, query: list[tuple[str, str]], body: bytes, headers, client_ip: str | None
+    *,
+    method: str,
+    path: str,
+    query: list[tuple[str, str]],
+    body: bytes,
+    headers,
+    client_ip: str | None,
+    idempotency: tuple[str, str] | None = None,
 ) -> ApiCaller:
-    """Check key, timestamp, nonce, signature and IP allowlist; raise the matching ``ApiError``."""
+    """Check key, timestamp, signature, IP allowlist, branch status and nonce; raise the matching
+    ``ApiError``. ``idempotency`` = (key, request fingerprint) claims the key for this request.
+
+    One database query (credential, branch, terms and price list) and one Redis round trip (nonce,
+    the branch's per-minute call counter and the idempotency claim, pipelined).
+    """
     api_key = headers.get(signing.HEADER_KEY, "")
     stamp = headers.get(signing.HEADER_TIMESTAMP, "")
     nonce = headers.get(signing.HEADER_NONCE, "")
@@ -185,7 +206,12 @@ def request_authenticate(
     if not (api_key and stamp and nonce and given):
         raise errors.MissingCredentials()
     prefix, _, secret = api_key.partition(".")
-    credential = ApiCredential.objects.select_related("branch").filter(prefix=prefix).first()
+    credentials = ApiCredential.objects.select_related("branch__terms__price_list").filter(prefix=prefix)
+    if idempotency:
+        # Whether an earlier request with this key was answered (its claim may have lapsed since).
+        answered = IdempotencyRecord.objects.filter(branch_id=OuterRef("branch_id"), key=idempotency[0])
+        credentials = credentials.annotate(answered_with_key=Exists(answered))
+    credential = credentials.first() if prefix else None
     if credential is None or not hmac.compare_digest(
         credential.secret_sha256, hashlib.sha256(secret.encode()).hexdigest()
     ):
@@ -207,19 +233,44 @@ def request_authenticate(
     )
     if not hmac.compare_digest(expected, given):
         raise errors.BadSignature()
-    # The nonce is spent only by a correctly signed request: forged traffic cannot burn real nonces.
-    if not get_redis().set(platform_key("api-nonce", credential.prefix, nonce), "1", nx=True, ex=600):
-        raise errors.NonceReused()
-    terms = terms_ensure(credential.branch)
+    branch = credential.branch
+    terms = getattr(branch, "terms", None) or terms_ensure(branch)
     if not _ip_allowed(client_ip, terms.ip_allowlist):
         raise errors.IpNotAllowed()
-    if credential.branch.status == Branch.Status.SUSPENDED:
+    if branch.status == Branch.Status.SUSPENDED:
         raise errors.BranchSuspended()
-    # "Last used" to the minute is enough, and spares a write on every request.
+    # The nonce is spent only by a correctly signed request: forged traffic cannot burn real nonces.
+    redis = get_redis()
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.set(platform_key("api-nonce", credential.prefix, nonce), "1", nx=True, ex=600)
+        rate_key = platform_key("api-rate", str(branch.pk), str(int(time.time() // 60)))
+        pipe.incr(rate_key)
+        pipe.expire(rate_key, 70)
+        if idempotency:
+            claim_key = _idempotency_claim_key(branch, idempotency[0])
+            pipe.set(claim_key, idempotency[1], nx=True, ex=IDEMPOTENCY_CLAIM_SECONDS)
+            pipe.get(claim_key)
+        fresh_nonce, calls, _, *claim = pipe.execute()
+    claimed = bool(claim and claim[0])
+    if not fresh_nonce:
+        if claimed:
+            idempotency_release(branch=branch, key=idempotency[0])
+        raise errors.NonceReused()
+    # "Last used" to the minute is enough, and spares a write on every request. Written after the
+    # request's transaction: holding the credential's row lock through it would make concurrent calls
+    # of the branch wait for each other.
     now = timezone.now()
     if credential.last_used_at is None or now - credential.last_used_at > timezone.timedelta(seconds=60):
-        ApiCredential.objects.filter(pk=credential.pk).update(last_used_at=now)
-    return ApiCaller(branch=credential.branch, credential=credential, terms=terms)
+        transaction.on_commit(lambda: ApiCredential.objects.filter(pk=credential.pk).update(last_used_at=now))
+    return ApiCaller(
+        branch=branch,
+        credential=credential,
+        terms=terms,
+        calls_this_minute=calls,
+        idempotency_claimed=claimed,
+        idempotency_held_by="" if claimed or not claim else (claim[1] or b"").decode(),
+        idempotency_answered=getattr(credential, "answered_with_key", False),
+    )
 
 
 def _ip_allowed(client_ip: str | None, allowlist: str) -> bool:
@@ -236,33 +287,43 @@ def _ip_allowed(client_ip: str | None, allowlist: str) -> bool:
 # --- Idempotency ----------------------------------------------------------------------------------
 
 
-def idempotency_begin(*, branch: Branch, key: str, fingerprint: str) -> IdempotencyRecord | None:
-    """Claim ``key``; returns the stored record of a finished earlier request to replay, or None
-    when this request is the first. Raises 409 while the first one runs, 422 for another body."""
+def _idempotency_claim_key(branch: Branch, key: str) -> str:
+    return platform_key("api-idempotency", str(branch.pk), hashlib.sha256(key.encode()).hexdigest())
+
+
+def idempotency_key_check(key: str) -> None:
     if not key or not 8 <= len(key) <= 128:
         raise errors.IdempotencyKeyRequired()
-    try:
-        with transaction.atomic():
-            IdempotencyRecord.objects.create(branch=branch, key=key, fingerprint=fingerprint)
-        return None
-    except IntegrityError:
-        record = IdempotencyRecord.objects.get(branch=branch, key=key)
+
+
+def idempotency_replay(*, caller: ApiCaller, key: str, fingerprint: str) -> IdempotencyRecord:
+    """For a request whose ``key`` was claimed or answered before: the stored answer to replay.
+    Raises 422 when the earlier request had another method, path or body, 409 while it still runs."""
+    if caller.idempotency_held_by and caller.idempotency_held_by != fingerprint:
+        raise errors.IdempotencyKeyReused()
+    record = IdempotencyRecord.objects.filter(branch=caller.branch, key=key).first()
+    if record is None:
+        raise errors.RequestInFlight()
     if record.fingerprint != fingerprint:
         raise errors.IdempotencyKeyReused()
-    if record.state == IdempotencyRecord.State.IN_FLIGHT:
-        raise errors.RequestInFlight()
     return record
 
 
-def idempotency_finish(*, branch: Branch, key: str, status: int, body: dict) -> None:
-    IdempotencyRecord.objects.filter(branch=branch, key=key).update(
-        state=IdempotencyRecord.State.DONE, response_status=status, response_body=body
+def idempotency_finish(*, branch: Branch, key: str, fingerprint: str, status: int, body: dict) -> None:
+    """Store the answer to replay (in the request's own transaction); the claim lapses by itself."""
+    IdempotencyRecord.objects.create(
+        branch=branch,
+        key=key,
+        fingerprint=fingerprint,
+        state=IdempotencyRecord.State.DONE,
+        response_status=status,
+        response_body=body,
     )
 
 
 def idempotency_release(*, branch: Branch, key: str) -> None:
-    """Forget a claim whose request crashed, so a retry can run (only server errors are forgotten)."""
-    IdempotencyRecord.objects.filter(branch=branch, key=key, state=IdempotencyRecord.State.IN_FLIGHT).delete()
+    """Give up a claim whose request was refused before it ran or crashed, so a retry can run."""
+    get_redis().delete(_idempotency_claim_key(branch, key))
 
 
 def idempotency_expire(*, hours: int = 96) -> int:
@@ -324,12 +385,13 @@ def branch_purchase(
     """Sell codes to a branch at its cost: debit its balance and assign codes in one transaction.
 
     Returns (purchase, created). A reference the branch already used returns the original purchase
-    unchanged. Insufficient balance or stock raises and changes nothing.
+    unchanged. Insufficient balance or stock raises and changes nothing. A new purchase of vault codes
+    carries ``sale`` (its order lines and code assignments), so answering it reads nothing again.
     """
     from branch_api.provider.webhooks import webhook_emit_balance_low, webhook_emit_order_status_changed
-    from orders.services import CartItem, order_mark_paid, order_place
+    from orders.services import CartItem, order_mark_paid, order_place, order_sell
 
-    existing = BranchPurchase.objects.filter(branch=caller.branch, reference=reference).first()
+    existing = BranchPurchase.objects.select_related("order").filter(branch=caller.branch, reference=reference).first()
     if existing:
         return existing, False
     # Only the requested variants, restricted to what the branch may see (a subquery, not a list of
@@ -350,28 +412,42 @@ def branch_purchase(
     account = branch_balance_account(caller.branch)
     if account.natural_balance < total:
         raise errors.InsufficientBalance(f"Balance {account.natural_balance}, order {total}.")
+    funding_account = account.code
+    cart = [CartItem(variant_id=i.variant_id, quantity=i.quantity) for i in items]
+    email = caller.branch.owner_email or f"{caller.branch.slug}@{settings.PLATFORM_DOMAIN}"
+    sale = None
     try:
         with transaction.atomic():
-            order = order_place(
-                items=[CartItem(variant_id=i.variant_id, quantity=i.quantity) for i in items],
-                email=caller.branch.owner_email or f"{caller.branch.slug}@{settings.PLATFORM_DOMAIN}",
-                unit_prices=costs,
-                source=Order.Source.BRANCH_API,
-            )
+            if all(v.product.delivery_mode == Product.DeliveryMode.AUTOMATIC for v in variants.values()):
+                sale = order_sell(
+                    items=cart,
+                    variants=variants,
+                    book=book,
+                    unit_prices=costs,
+                    email=email,
+                    provider="branch_balance",
+                    payment_reference=reference,
+                    funding_account=funding_account,
+                    source=Order.Source.BRANCH_API,
+                )
+                order = sale.order
+            else:  # goods delivered later (by staff, or bought upstream) take the storefront's path
+                order = order_place(items=cart, email=email, unit_prices=costs, source=Order.Source.BRANCH_API)
             purchase = BranchPurchase.objects.create(
                 branch=caller.branch, reference=reference, order=order, total=total
             )
-            order_mark_paid(
-                order_id=order.pk,
-                amount=total,
-                currency=order.currency,
-                provider="branch_balance",
-                payment_reference=reference,
-                funding_account=balance_account_code(caller.branch.pk),
-            )
-            _reusable_uses_taken(order)
+            if sale is None:
+                purchase.order = order_mark_paid(
+                    order_id=order.pk,
+                    amount=total,
+                    currency=order.currency,
+                    provider="branch_balance",
+                    payment_reference=reference,
+                    funding_account=funding_account,
+                )
+                _reusable_uses_taken(order)
             # Recorded with the purchase, sent after it commits.
-            webhook_emit_order_status_changed(order_id=order.pk)
+            webhook_emit_order_status_changed(purchase=purchase)
             webhook_emit_balance_low(branch=caller.branch, threshold=caller.terms.low_balance_threshold, spent=total)
     except VaultOutOfStock as exc:
         raise errors.OutOfStock(exc.message) from exc
@@ -379,11 +455,14 @@ def branch_purchase(
         raise errors.InsufficientBalance() from exc
     except IntegrityError:
         # The same reference was created concurrently: hand back that one.
-        existing = BranchPurchase.objects.filter(branch=caller.branch, reference=reference).first()
+        existing = (
+            BranchPurchase.objects.select_related("order").filter(branch=caller.branch, reference=reference).first()
+        )
         if existing is None:
             raise
         return existing, False
-    return BranchPurchase.objects.select_related("order").get(pk=purchase.pk), True
+    purchase.sale = sale
+    return purchase, True
 
 
 def _reusable_uses_taken(order: Order) -> None:

@@ -470,12 +470,9 @@ def webhook_emit_price_changed(
     return created
 
 
-def webhook_emit_order_status_changed(*, order_id: int) -> list[WebhookDelivery]:
-    """``order.status_changed`` for a Site A order a branch bought through the API (no-op for others)."""
+def webhook_emit_order_status_changed(*, purchase: BranchPurchase) -> list[WebhookDelivery]:
+    """``order.status_changed`` for the Site A order of a branch's purchase through the API."""
     if not _on_site_a():
-        return []
-    purchase = BranchPurchase.objects.select_related("branch", "order").filter(order_id=order_id).first()
-    if purchase is None:
         return []
     data = {"reference": purchase.reference, "number": purchase.order.number, "status": purchase.order.status}
     return webhook_emit(branch=purchase.branch, event_type=ORDER_STATUS_CHANGED, data=data)
@@ -784,9 +781,11 @@ def stock_changed_soon(variant_ids: Iterable[int]) -> None:
 
     def schedule() -> None:
         pending, scheduled = _stock_keys()
-        client = get_redis()
-        client.sadd(pending, *ids)
-        if client.set(scheduled, "1", nx=True, ex=STOCK_DEBOUNCE_SECONDS * 10):
+        with get_redis().pipeline(transaction=False) as pipe:  # one round trip
+            pipe.sadd(pending, *ids)
+            pipe.set(scheduled, "1", nx=True, ex=STOCK_DEBOUNCE_SECONDS * 10)
+            _, first = pipe.execute()
+        if first:
             from branch_api.provider.tasks import stock_changed_flush_task
 
             stock_changed_flush_task.apply_async(countdown=STOCK_DEBOUNCE_SECONDS)
