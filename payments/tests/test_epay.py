@@ -372,3 +372,27 @@ def test_checkout_offers_the_shops_enabled_channels():
         assert refused.status_code == 400  # a channel the shop does not offer cannot be forced
     with schema_context("beta"):
         assert not PaymentChannel.objects.exists()  # channels are per shop
+
+
+@pytest.mark.django_db
+def test_a_late_notification_after_expiry_still_delivers(gateway, django_capture_on_commit_callbacks):
+    """The customer paid, but the notification came after the order expired: the codes are taken again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from orders.services import orders_expire_due
+
+    _configure(gateway.url)
+    order, attempt, _url = _start()
+    gateway.paid(attempt)
+    with schema_context("alpha"):
+        Order.objects.filter(pk=order.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+        assert orders_expire_due() == 1
+    with django_capture_on_commit_callbacks(execute=False):
+        response = host_client("alpha.localhost").get("/payments/callback/epay/?" + urlencode(_notify(attempt)))
+    assert (response.status_code, response.content) == (200, b"success")
+    with schema_context("alpha"):
+        order.refresh_from_db()
+        assert order.status == Order.Status.DELIVERED and order.lines.get().assignments.count() == 1
+        assert order.events.filter(message__contains="after expiry").exists()

@@ -309,3 +309,66 @@ def test_the_event_dedupe_lookup_can_use_its_index():
             cursor.execute(f"EXPLAIN {sql}", params)
             plan = " ".join(row[0] for row in cursor.fetchall())
     assert "payment_callback_stripe_event" in plan
+
+
+@pytest.mark.django_db
+def test_a_late_event_after_expiry_still_delivers(api, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from orders.services import orders_expire_due
+
+    _configure(api.url)
+    order, attempt, _url = _start()
+    with schema_context("alpha"):
+        attempt.refresh_from_db()
+        Order.objects.filter(pk=order.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+        assert orders_expire_due() == 1
+    with django_capture_on_commit_callbacks(execute=False):
+        assert _send(_event(attempt)).status_code == 200
+    with schema_context("alpha"):
+        order.refresh_from_db()
+        assert order.status == Order.Status.DELIVERED and order.lines.get().assignments.count() == 1
+        assert order.events.filter(message__contains="after expiry").exists()
+
+
+@pytest.mark.django_db
+def test_a_live_mode_event_for_a_test_mode_key_is_refused(api):
+    _configure(api.url)
+    order, attempt, _url = _start()
+    with schema_context("alpha"):
+        attempt.refresh_from_db()
+    live = json.loads(_event(attempt))
+    live["livemode"] = True
+    assert _send(json.dumps(live)).status_code == 400
+    with schema_context("alpha"):
+        assert PaymentCallback.objects.get().error_code == "wrong_merchant"
+    _assert_unchanged(order, attempt)
+
+
+def test_the_same_event_sent_at_once_delivers_once(live_db, api):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    _configure(api.url)
+    order, attempt, _url = _start()
+    with schema_context("alpha"):
+        attempt.refresh_from_db()
+    payload = _event(attempt)
+
+    def send(_):
+        try:
+            return _send(payload).status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(send, range(6)))
+    assert statuses == [200] * 6  # repeats are acknowledged so that Stripe stops retrying
+    with schema_context("alpha"):
+        order.refresh_from_db()
+        assert order.status == Order.Status.DELIVERED
+        assert order.lines.get().assignments.count() == 1
+        assert order.events.filter(to_status="paid").count() == 1
