@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from catalog.pricing import money
+from ledger.errors import InsufficientFunds
 from ledger.services import Line, ledger_post
 from orders.models import Order
 from orders.services import REFUNDABLE, order_refund_record, order_refund_reversed
@@ -221,8 +222,20 @@ def _fail(refund: Refund, error: str, *, gateway_id: str = "", gateway_status: s
 
 def _settle(order: Order, refund: Refund) -> None:
     """Book a refund and move the order on; the caller holds the order's row lock."""
+    from branch_api.provider.collect import PROVIDER_PREFIX as COLLECTED
+    from branch_api.provider.collect import collect_refund_book
+
     if _to_wallet(refund):
         credit = wallet_account(order.customer).code
+    elif order.payment_provider == COLLECTED:
+        # A branch order Site A collected: paid back from the branch's money held at Site A.
+        try:
+            credit = collect_refund_book(order=order, amount=refund.amount, token=refund.token, reason=refund.reason)
+        except InsufficientFunds:
+            raise RefundRefused(
+                _("The shop's balance at Site A does not cover this refund; top it up first."),
+                code="balance_insufficient",
+            ) from None
     else:
         # The money leaves the shop through the gateway it came in by (or did so outside the system).
         credit = "payment_clearing"
