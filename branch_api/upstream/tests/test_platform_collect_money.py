@@ -30,12 +30,23 @@ from payments.refunds import refund_create, refund_destinations
 from payments.services import payment_callback_handle, payment_start
 from tests.commerce import place
 
-from .conftest import alpha_balance_at_site_a
+from .conftest import Queued, alpha_balance_at_site_a
 from .test_platform_collect import _alpha_sells_site_a_product, _natural
 from .test_platform_collect import collect_mode as collect_mode  # noqa: F401  (the fixture)
 
 D = Decimal
 R = Refund.Destination
+
+
+@pytest.fixture
+def refunds_queued(monkeypatch) -> Queued:
+    """The second-payment refund task recorded, not sent to a broker (a session worker would run it
+    at any moment); the tests run what it runs, when they choose."""
+    from branch_api.provider.tasks import branch_sale_duplicate_refund_task
+
+    queued = Queued()
+    monkeypatch.setattr(branch_sale_duplicate_refund_task, "delay", queued)
+    return queued
 
 
 def _both_ledgers_balance() -> None:
@@ -70,7 +81,7 @@ def _paid_at_site_a(local, *, attempts: int = 1, customer=None) -> tuple[Order, 
     return order, opened, sale
 
 
-def test_a_branch_order_paid_twice_is_credited_once_and_the_second_payment_given_back(collect_mode):
+def test_a_branch_order_paid_twice_is_credited_once_and_the_second_payment_given_back(collect_mode, refunds_queued):
     _remote, local = _alpha_sells_site_a_product(price="10.00", codes=2)
     order, (first, second), sale = _paid_at_site_a(local, attempts=2)
 
@@ -87,7 +98,8 @@ def test_a_branch_order_paid_twice_is_credited_once_and_the_second_payment_given
     assert _mirrored() == D("15.00")  # one sale of 15 on both sides, not 30 at Site A
     _both_ledgers_balance()
 
-    # The task after the commit: the sandbox refunds the second payment through the channel, once.
+    # The task queued after the commit: the sandbox refunds the second payment through the channel, once.
+    assert refunds_queued.order_ids == [second.pk]
     with schema_context("public"):
         assert branch_sale_duplicate_refund(attempt_id=second.pk)
         assert branch_sale_duplicate_refund(attempt_id=second.pk)
@@ -101,7 +113,7 @@ def test_a_branch_order_paid_twice_is_credited_once_and_the_second_payment_given
     _both_ledgers_balance()
 
 
-def test_site_a_staff_record_a_second_payment_refunded_in_the_gateway(collect_mode):
+def test_site_a_staff_record_a_second_payment_refunded_in_the_gateway(collect_mode, refunds_queued):
     _remote, local = _alpha_sells_site_a_product(price="10.00", codes=2)
     _order, (_first, second), sale = _paid_at_site_a(local, attempts=2)
 
@@ -126,7 +138,7 @@ def test_site_a_staff_record_a_second_payment_refunded_in_the_gateway(collect_mo
     _both_ledgers_balance()
 
 
-def test_a_branch_refund_of_a_collected_order_is_paid_from_its_money_at_site_a(collect_mode):
+def test_a_branch_refund_of_a_collected_order_is_paid_from_its_money_at_site_a(collect_mode, refunds_queued):
     _remote, local = _alpha_sells_site_a_product(price="10.00", codes=2)
     with schema_context("alpha"):
         name = f"c-{uuid.uuid4().hex[:8]}"
