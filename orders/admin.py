@@ -22,7 +22,13 @@ from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminTextareaWidget,
 from core.errors import DomainError
 from orders.models import Order, OrderEvent, OrderLine
 from orders.services import REFUNDABLE, order_fulfil_manually, order_retry_delivery
-from payments.manual import CONFIRMABLE, MIN_REASON_LENGTH, confirmation_password_is_set, payment_confirm_manually
+from payments.manual import (
+    CONFIRMABLE,
+    MIN_REASON_LENGTH,
+    confirmation_password_is_set,
+    manual_confirmation_amount,
+    payment_confirm_manually,
+)
 from payments.refunds_admin import RefundInline, refund_to_wallet_action, refund_to_wallet_view, refund_view
 
 S = Order.Status
@@ -351,7 +357,7 @@ class OrderAdmin(ModelAdmin):
                     _("Payment of order %(number)s confirmed (%(total)s %(currency)s); now %(status)s.")
                     % {
                         "number": order.number,
-                        "total": order.total,
+                        "total": order.manual_confirmations.latest("pk").amount,
                         "currency": order.currency,
                         "status": order.get_status_display(),
                     },
@@ -363,6 +369,7 @@ class OrderAdmin(ModelAdmin):
             "opts": self.model._meta,
             "order": order,
             "open": order.paid_at is None and order.status in CONFIRMABLE,
+            "amount": manual_confirmation_amount(order),
             "password_set": confirmation_password_is_set(),
             "form": form,
             "change_url": reverse("admin:orders_order_change", args=[order.pk]),

@@ -599,3 +599,24 @@ def order_refund_record(*, order: Order, refunded_total: Decimal, actor=None, me
     to_status = S.REFUNDED if refunded_total >= order.total else S.PARTIALLY_REFUNDED
     _transition(order, to_status, actor=actor, message=message)
     return order
+
+
+def order_refund_reversed(*, order: Order, refunded_total: Decimal, message: str = "") -> Order:
+    """Move a refunded order back after the gateway failed a refund that had been booked as made.
+    The caller holds the order's row lock and has booked the money back.
+
+    With refunds left, the order is partially refunded; with none, a delivered order is delivered
+    again (its codes no longer flagged refunded), any other stays closed as partially refunded for
+    staff to look at (its reservations were already given back).
+    """
+    if order.status not in (S.REFUNDED, S.PARTIALLY_REFUNDED):
+        raise OrderStateError()
+    if refunded_total <= 0 and order.delivered_at is not None:
+        from cardvault.models import CardAssignment
+
+        CardAssignment.objects.filter(order_line__order=order).update(refunded_at=None)
+        to_status = S.DELIVERED
+    else:
+        to_status = S.REFUNDED if refunded_total >= order.total else S.PARTIALLY_REFUNDED
+    _transition(order, to_status, message=message)
+    return order

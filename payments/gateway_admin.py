@@ -102,13 +102,28 @@ _PLAIN = {
     "response_success_value": ("response", "success_value"),
     **{f"callback_{key}": ("callback", key) for key in EMPTY_RECIPE["callback"]},
     **{f"signature_{key}": ("signature", key) for key in EMPTY_RECIPE["signature"] if key != "exclude"},
+    **{f"query_{key}": ("query", key) for key in EMPTY_RECIPE["query"] if key not in ("fields", "constants", "signed")},
 }
 _ERROR_FIELDS = {
     "create.fields": "map_out_trade_no",
     "create.constants": "create_constants",
     "signature.exclude": "signature_exclude",
+    "query.fields": "query_map_out_trade_no",
+    "query.constants": "query_constants",
     "secret": "secret",
 }
+_QUERY_FIELDS = [
+    ("out_trade_no", _("Our order number (payment token)")),
+    ("trade_no", _("The gateway's trade number (from the notification)")),
+    ("timestamp", _("Timestamp")),
+    ("nonce", _("Nonce")),
+]
+_QUERY_REQUEST = ("query_url", "query_method", "query_format", "query_key_param")
+_QUERY_FORMATS = [
+    ("query", _("Parameters in the query string (GET)")),
+    ("form", _("Form body (POST)")),
+    ("json", _("JSON body (POST)")),
+]
 
 
 class ConfiguredGatewayForm(forms.ModelForm):
@@ -163,6 +178,29 @@ class ConfiguredGatewayForm(forms.ModelForm):
     signature_sign_type_field = _text(_("Sign type field"), _("Optional constant, not signed, e.g. sign_type."))
     signature_sign_type_value = _text(_("Sign type value"), _("e.g. MD5"))
     signature_exclude = _text(_("Also leave out of the signature"), _("Comma-separated parameter names."))
+    query_url = _text(
+        _("Order query URL"),
+        _(
+            "Optional. When set, a notification is applied only after this query confirms the order paid "
+            "with the same amount (like epay's api.php?act=order)."
+        ),
+    )
+    query_method = _choice(_("Query method"), [("GET", "GET"), ("POST", "POST")])
+    query_format = _choice(_("How query parameters are sent"), _QUERY_FORMATS)
+    query_constants = _lines(_("Constant query parameters"), _("One name=value per line, e.g. act=order."))
+    query_signed = forms.BooleanField(
+        label=_("Sign the query"), required=False, help_text=_("Signed like the create request (section below).")
+    )
+    query_key_param = _text(
+        _("Send the key as parameter"), _("Some gateways take the key itself, e.g. key (epay). Empty: not sent.")
+    )
+    query_success_path = _text(_("Query success field path"), _("Optional, e.g. code"))
+    query_success_value = _text(_("Query success value"), _("e.g. 1"))
+    query_order_path = _text(_("Order number path in the answer"), _("Optional: must be our order number."))
+    query_status_path = _text(_("Status path in the answer"), _("e.g. status"))
+    query_status_paid = _text(_("Status value meaning paid"), _("e.g. 1"))
+    query_amount_path = _text(_("Amount path in the answer"), _("e.g. money"))
+    query_amount_unit = _choice(_("Answer amount unit"), _UNITS)
     secret = forms.CharField(
         label=_("Key / secret"),
         required=False,
@@ -193,8 +231,12 @@ class ConfiguredGatewayForm(forms.ModelForm):
         return slug
 
     def clean_create_constants(self):
+        return self._constants(self.cleaned_data["create_constants"])
+
+    @staticmethod
+    def _constants(text: str) -> dict:
         constants = {}
-        for number, line in enumerate(self.cleaned_data["create_constants"].splitlines(), start=1):
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             name, sep, value = line.partition("=")
@@ -202,6 +244,9 @@ class ConfiguredGatewayForm(forms.ModelForm):
                 raise forms.ValidationError(_("Line %(n)s is not name=value.") % {"n": number})
             constants[name.strip()] = value.strip()
         return constants
+
+    def clean_query_constants(self):
+        return self._constants(self.cleaned_data["query_constants"])
 
     def clean_signature_exclude(self):
         return [name.strip() for name in self.cleaned_data["signature_exclude"].split(",") if name.strip()]
@@ -214,6 +259,11 @@ class ConfiguredGatewayForm(forms.ModelForm):
         recipe["create"]["fields"] = {ours: data[f"map_{ours}"] for ours, *_ in _OUR_FIELDS if data.get(f"map_{ours}")}
         recipe["create"]["constants"] = data.get("create_constants") or {}
         recipe["signature"]["exclude"] = data.get("signature_exclude") or []
+        recipe["query"]["fields"] = {
+            ours: data[f"query_map_{ours}"] for ours, _label in _QUERY_FIELDS if data.get(f"query_map_{ours}")
+        }
+        recipe["query"]["constants"] = data.get("query_constants") or {}
+        recipe["query"]["signed"] = bool(data.get("query_signed"))
         by_path = {f"{section}.{key}": name for name, (section, key) in _PLAIN.items()}
         for path, message in recipe_errors(recipe):
             name = _ERROR_FIELDS.get(path) or by_path.get(path)
@@ -228,6 +278,10 @@ for _ours, _label, _help in _OUR_FIELDS:
     ConfiguredGatewayForm.declared_fields[f"map_{_ours}"] = ConfiguredGatewayForm.base_fields[f"map_{_ours}"] = _text(
         _label, _help
     )
+for _ours, _label in _QUERY_FIELDS:
+    ConfiguredGatewayForm.declared_fields[f"query_map_{_ours}"] = ConfiguredGatewayForm.base_fields[
+        f"query_map_{_ours}"
+    ] = _text(_label, _("The query parameter's name; empty: not sent."))
 
 
 def recipe_initial(recipe: dict) -> dict:
@@ -236,6 +290,9 @@ def recipe_initial(recipe: dict) -> dict:
     initial.update({f"map_{ours}": name for ours, name in recipe["create"]["fields"].items()})
     initial["create_constants"] = "\n".join(f"{k}={v}" for k, v in recipe["create"]["constants"].items())
     initial["signature_exclude"] = ", ".join(recipe["signature"]["exclude"])
+    initial.update({f"query_map_{ours}": name for ours, name in recipe["query"]["fields"].items()})
+    initial["query_constants"] = "\n".join(f"{k}={v}" for k, v in recipe["query"]["constants"].items())
+    initial["query_signed"] = recipe["query"]["signed"] is True
     return initial
 
 
@@ -270,6 +327,21 @@ class ConfiguredGatewayAdmin(ModelAdmin):
             (
                 _("Signature (requests and notifications)"),
                 {"fields": [*[n for n in _PLAIN if n.startswith("signature_")], "signature_exclude"]},
+            ),
+            (
+                _("Order query before delivery (optional)"),
+                {
+                    "fields": [
+                        "query_url",
+                        "query_method",
+                        "query_format",
+                        "query_constants",
+                        *[f"query_map_{ours}" for ours, _label in _QUERY_FIELDS],
+                        "query_signed",
+                        "query_key_param",
+                        *[n for n in _PLAIN if n.startswith("query_") and n not in _QUERY_REQUEST],
+                    ]
+                },
             ),
         ]
 

@@ -2,20 +2,26 @@
 
 Guarded by a per-shop confirmation password (a Django password hash in ``PaymentSettings``), rate
 limited per staff user, audited in ``ManualConfirmation``, and applied through the normal pipeline
-(``order_mark_paid``: ledger, delivery, customer e-mail). The amount is always the order total.
+(``order_mark_paid``: ledger, delivery, customer e-mail). Staff never give an amount: it is what the
+customer's open payment attempt asked the gateway for (the order total plus a customer-paid channel
+fee, which is booked like a gateway-confirmed one), or the order total when there is no open attempt.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from orders.models import Order
 from orders.services import order_mark_paid
 from payments.errors import ManualConfirmationRefused
-from payments.models import ManualConfirmation, PaymentSettings
+from payments.fees import payment_fee_book
+from payments.models import ManualConfirmation, PaymentAttempt, PaymentSettings
 
 PROVIDER = "manual"
 MIN_REASON_LENGTH = 5
@@ -54,6 +60,25 @@ def _failure_record(staff) -> None:
             cache.set(key, 1, timeout=WINDOW_SECONDS)
 
 
+def manual_confirmation_attempt(order: Order) -> PaymentAttempt | None:
+    """The order's open payment attempt a manual confirmation applies to: the latest one still
+    waiting for its notification, for the order's current total and currency."""
+    attempts = PaymentAttempt.objects.filter(
+        order=order, purpose=PaymentAttempt.Purpose.ORDER, status=PaymentAttempt.Status.CREATED
+    ).order_by("-created", "-pk")
+    for attempt in attempts[:20]:
+        if attempt.goods_amount == order.total and attempt.currency == order.currency:
+            return attempt
+    return None
+
+
+def manual_confirmation_amount(order: Order) -> Decimal:
+    """What a manual confirmation of ``order`` confirms: its open attempt's amount (a surcharge
+    included), else the order total."""
+    attempt = manual_confirmation_attempt(order)
+    return attempt.amount if attempt is not None else order.total
+
+
 def payment_confirm_manually(
     *, order_id: int, staff, confirmation_password: str, reason: str, gateway_reference: str
 ) -> Order:
@@ -83,6 +108,11 @@ def payment_confirm_manually(
         )
     gateway_reference = (gateway_reference or "").strip()[:128]
     with transaction.atomic():
+        # The attempt before the order, in the order the callback pipeline locks them (no deadlock
+        # with a notification arriving at the same moment).
+        attempt = manual_confirmation_attempt(Order.objects.get(pk=order_id))
+        if attempt is not None:
+            attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt.pk)
         order = Order.objects.select_for_update().get(pk=order_id)
         if order.paid_at is not None or order.status not in CONFIRMABLE:
             raise ManualConfirmationRefused(
@@ -90,14 +120,23 @@ def payment_confirm_manually(
                 % {"status": order.get_status_display()},
                 code="order_not_confirmable",
             )
+        if attempt is not None and attempt.status != PaymentAttempt.Status.CREATED:
+            attempt = None  # settled meanwhile (failed): the order total alone
         ManualConfirmation.objects.create(
             order=order,
             staff=staff,
             reason=reason,
             gateway_reference=gateway_reference,
-            amount=order.total,
+            amount=attempt.amount if attempt is not None else order.total,
             currency=order.currency,
         )
+        if attempt is not None:
+            # The gateway took the attempt's amount: its fee is booked as for a notified payment, and a
+            # late notification for it finds it applied and changes nothing.
+            attempt.status = PaymentAttempt.Status.SUCCEEDED
+            attempt.succeeded_at = timezone.now()
+            attempt.save(update_fields=["status", "succeeded_at"])
+            payment_fee_book(attempt=attempt)
         return order_mark_paid(
             order_id=order.pk,
             amount=order.total,

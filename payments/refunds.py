@@ -23,17 +23,18 @@ import secrets
 from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from catalog.pricing import money
+from ledger.errors import InsufficientFunds
 from ledger.services import Line, ledger_post
 from orders.models import Order
-from orders.services import REFUNDABLE, order_refund_record
-from payments.errors import ProviderUnavailable, RefundOutcomeUnknown, RefundRefused
+from orders.services import REFUNDABLE, order_refund_record, order_refund_reversed
+from payments.errors import CallbackRejected, ProviderUnavailable, RefundOutcomeUnknown, RefundRefused
 from payments.models import PaymentAttempt, Refund
-from payments.providers import PROVIDERS
+from payments.providers import PROVIDERS, RefundNotice
 from payments.wallet import PROVIDER_CODE as WALLET_PROVIDER
 from payments.wallet import wallet_account
 
@@ -41,6 +42,9 @@ D = Refund.Destination
 MIN_REASON_LENGTH = 3
 # Stripe accepts a refund as "pending" for some payment methods; the money is on its way back.
 GATEWAY_ACCEPTED = {"succeeded", "pending", "requires_action"}
+# A refund in these states never reached the customer (Stripe: failed, or canceled before it was sent).
+GATEWAY_FAILED = {"failed", "canceled"}
+DASHBOARD_REASON = "refunded in the gateway's dashboard"
 
 
 def _can_refund_to_channel(order: Order) -> bool:
@@ -177,7 +181,7 @@ def refund_submit(*, refund_id: int) -> Refund:
         )
     try:
         gateway_id, gateway_status = provider.refund(
-            attempt=attempt, amount=refund.amount, idempotency_key=f"refund-{refund.token}"
+            attempt=attempt, amount=refund.amount, idempotency_key=f"refund-{refund.token}", refund_token=refund.token
         )
     except RefundOutcomeUnknown:
         Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).update(
@@ -218,8 +222,20 @@ def _fail(refund: Refund, error: str, *, gateway_id: str = "", gateway_status: s
 
 def _settle(order: Order, refund: Refund) -> None:
     """Book a refund and move the order on; the caller holds the order's row lock."""
+    from branch_api.provider.collect import PROVIDER_PREFIX as COLLECTED
+    from branch_api.provider.collect import collect_refund_book
+
     if _to_wallet(refund):
         credit = wallet_account(order.customer).code
+    elif order.payment_provider == COLLECTED:
+        # A branch order Site A collected: paid back from the branch's money held at Site A.
+        try:
+            credit = collect_refund_book(order=order, amount=refund.amount, token=refund.token, reason=refund.reason)
+        except InsufficientFunds:
+            raise RefundRefused(
+                _("The shop's balance at Site A does not cover this refund; top it up first."),
+                code="balance_insufficient",
+            ) from None
     else:
         # The money leaves the shop through the gateway it came in by (or did so outside the system).
         credit = "payment_clearing"
@@ -243,6 +259,108 @@ def _settle(order: Order, refund: Refund) -> None:
     )
     refund_id = refund.pk
     transaction.on_commit(lambda: _email_customer(refund_id))
+
+
+def refund_gateway_notice_apply(*, provider_code: str, notice: RefundNotice) -> PaymentAttempt:
+    """Apply what a gateway's signed notification says about one refund; idempotent, so repeated or
+    out-of-order notifications change nothing more. Returns the refunded payment attempt.
+
+    - A refund of ours still pending is settled (or failed), as ``refund_submit`` would have.
+    - A refund made in the gateway's dashboard (no refund of ours has its id or token) is recorded as
+      a channel refund and settled like one: ledger, order status, customer e-mail.
+    - A refund of ours that had succeeded and the gateway now reports failed is reversed: the
+      ledger transaction is mirrored, the refund is marked failed with the reason (its amount may be
+      refunded again) and the order moves back, with a history entry for staff.
+
+    Raises ``CallbackRejected`` (the gateway retries; the log shows why) for a payment we do not know,
+    another currency, an amount that does not match our refund, or a dashboard refund beyond what
+    is left to refund.
+    """
+    attempt = (
+        PaymentAttempt.objects.filter(
+            provider=provider_code,
+            gateway_reference=notice.payment_reference,
+            purpose=PaymentAttempt.Purpose.ORDER,
+            status=PaymentAttempt.Status.SUCCEEDED,
+        ).first()
+        if notice.payment_reference
+        else None
+    )
+    if attempt is None:
+        raise CallbackRejected("refund of an unknown payment", code="unknown_payment")
+    if notice.currency != attempt.currency:
+        raise CallbackRejected("currency does not match", code="currency_mismatch")
+    failed = notice.status in GATEWAY_FAILED
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=attempt.order_id)
+        match = Q(gateway_refund_id=notice.gateway_refund_id)
+        if notice.refund_token:
+            match |= Q(token=notice.refund_token)
+        refund = Refund.objects.select_for_update().filter(match, order=order).order_by("pk").first()
+        if refund is None:
+            if notice.status in GATEWAY_ACCEPTED:
+                _dashboard_refund_record(order, provider_code=provider_code, notice=notice)
+            return attempt  # a dashboard refund that failed moved no money
+        if refund.amount != notice.amount:
+            raise CallbackRejected("refund amount does not match", code="amount_mismatch")
+        refund.gateway_refund_id, refund.gateway_status = notice.gateway_refund_id, notice.status
+        if refund.status == Refund.Status.PENDING and failed:
+            refund.save(update_fields=["gateway_refund_id", "gateway_status"])
+            _fail(refund, f"the gateway failed the refund ({notice.failure_reason or notice.status})",
+                  gateway_id=notice.gateway_refund_id, gateway_status=notice.status)  # fmt: skip
+        elif refund.status == Refund.Status.PENDING and notice.status in GATEWAY_ACCEPTED:
+            _settle(order, refund)
+        elif refund.status == Refund.Status.SUCCEEDED and failed:
+            _reverse(order, refund, reason=notice.failure_reason or notice.status)
+        elif refund.status == Refund.Status.SUCCEEDED:
+            refund.save(update_fields=["gateway_refund_id", "gateway_status"])
+    return attempt
+
+
+def _dashboard_refund_record(order: Order, *, provider_code: str, notice: RefundNotice) -> Refund:
+    """Record and settle a refund staff made in the gateway's dashboard; the caller holds the order lock."""
+    if order.paid_at is None or order.status not in REFUNDABLE:
+        raise CallbackRejected("refund of an order that is not refundable", code="order_not_refundable")
+    if notice.amount > order.total - order_refunded_amount(order):
+        # More than we think is left (e.g. also refunded to the wallet): staff must look at it.
+        raise CallbackRejected("refund exceeds what is left to refund", code="amount_exceeds_refundable")
+    refund = Refund.objects.create(
+        order=order,
+        amount=notice.amount,
+        currency=order.currency,
+        destination=D.CHANNEL,
+        provider=provider_code,
+        token=secrets.token_urlsafe(24),
+        gateway_refund_id=notice.gateway_refund_id,
+        gateway_status=notice.status,
+        reason=DASHBOARD_REASON,
+    )
+    _settle(order, refund)
+    return refund
+
+
+def _reverse(order: Order, refund: Refund, *, reason: str) -> None:
+    """Book back a channel refund the gateway failed after it had succeeded; the caller holds the
+    order's row lock. Its amount is free to be refunded again."""
+    if _to_wallet(refund):
+        return  # no gateway involved: a wallet refund cannot fail later
+    dims = {"order_id": order.pk}
+    ledger_post(
+        kind="refund",
+        idempotency_key=f"refund-reversed:{refund.token}",
+        reference=order.number,
+        memo=f"refund of {order.number} failed at the gateway ({reason})"[:255],
+        lines=[Line("payment_clearing", refund.amount, dims), Line("refunds", -refund.amount, dims)],
+    )
+    refund.status = Refund.Status.FAILED
+    refund.error = f"the gateway failed this refund after it was made ({reason}); booked back"[:255]
+    refund.save(update_fields=["status", "error", "gateway_refund_id", "gateway_status"])
+    order_refund_reversed(
+        order=order,
+        refunded_total=order_refunded_amount(order, include_pending=False),
+        message=f"the gateway failed the refund of {refund.amount} {refund.currency} ({reason}): booked back, "
+        "refundable again",
+    )
 
 
 def _email_customer(refund_id: int) -> None:

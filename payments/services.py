@@ -103,6 +103,14 @@ def payment_callback_handle(*, provider_code: str, data: dict, remote_ip: str | 
     safe_payload = {k: str(v)[:200] for k, v in data.items() if k not in {"key", "secret"}}
     try:
         parsed = provider.parse_callback(data)
+        if isinstance(parsed, tuple):  # refund notices (Stripe's refund events)
+            from payments.refunds import refund_gateway_notice_apply
+
+            attempt = None
+            for notice in parsed:
+                attempt = refund_gateway_notice_apply(provider_code=provider_code, notice=notice)
+            _log(provider_code, attempt, True, "", safe_payload, remote_ip)
+            return True, "ok"
         attempt = _verify(provider, parsed)
         if not parsed.succeeded:
             PaymentAttempt.objects.filter(pk=attempt.pk, status=PaymentAttempt.Status.CREATED).update(

@@ -297,12 +297,39 @@ from branch_api.provider import webhooks_admin  # noqa: E402,F401  (registers th
 
 @admin.register(BranchSale)
 class BranchSaleAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
-    """Branch orders Site A collected (platform-collect mode): read-only, like the ledger behind them."""
+    """Branch orders Site A collected (platform-collect mode): read-only, like the ledger behind them.
+    Second payments of an order (the customer paid twice) show as owed until they are given back."""
 
-    list_display = ["created", "branch", "order_number", "amount", "currency", "collected_at", "settled_at"]
+    list_display = [
+        "created",
+        "branch",
+        "order_number",
+        "amount",
+        "currency",
+        "collected_at",
+        "settled_at",
+        "duplicate_owed",
+    ]
     list_filter = ["branch"]
     search_fields = ["order_number", "branch__slug"]
     list_select_related = ["branch"]
+    actions = ["duplicates_refunded_outside"]
+
+    def has_record_refund_permission(self, request) -> bool:
+        return request.user.has_perm("ledger.add_transaction")
+
+    @action(
+        description=_("Second payments refunded in the gateway's dashboard (record them)"),
+        permissions=["record_refund"],
+    )
+    def duplicates_refunded_outside(self, request, queryset):
+        from branch_api.provider.collect import branch_sale_duplicate_refund, branch_sale_duplicates_open
+
+        recorded = 0
+        for sale in queryset.filter(duplicate_owed__gt=0):
+            for attempt in branch_sale_duplicates_open(sale):
+                recorded += branch_sale_duplicate_refund(attempt_id=attempt.pk, outside=True, staff=request.user)
+        self.message_user(request, _("%(n)d second payment(s) recorded as refunded.") % {"n": recorded})
 
     def has_add_permission(self, request):
         return False

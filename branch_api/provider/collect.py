@@ -12,6 +12,16 @@ In the branch's own ledger the sale is funded by ``prepaid_upstream`` (its money
 of ``payment_clearing``: the customer's 15 arrives there and the purchase at cost takes 10 out again,
 so the account mirrors the balance Site A keeps for it. Branch and Site A must share the deployment
 (database), because both schemas are written directly; a branch on another server cannot use it.
+
+Two things keep the mirror exact:
+
+- A branch order is paid once. A second successful payment of it at Site A (the customer paid twice)
+  is not the branch's money and is not credited to its balance: Site A, which owns the channel, owes
+  it back to the customer (``branch_sale_duplicates``) and refunds it through the channel when the
+  provider can (a task after the commit), otherwise its staff refund it in the gateway and record it.
+- A refund of a collected order in the branch's admin that does not go to the customer's wallet is
+  paid from the branch's money at Site A: ``prepaid_upstream`` in the branch and the branch's balance
+  at Site A move together, in one database transaction (``collect_refund_book``).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 from django_tenants.utils import schema_context
@@ -29,7 +40,8 @@ from branch_api.provider import errors
 from branch_api.provider.models import BranchSale, BranchTerms
 from branch_api.provider.services import balance_account_code, branch_balance_account, terms_ensure
 from catalog.pricing import money
-from ledger.services import Line, ledger_post
+from ledger.models import Account, Transaction
+from ledger.services import Line, account_get_or_create, ledger_post
 from tenants.models import Branch
 
 logger = logging.getLogger(__name__)
@@ -37,6 +49,8 @@ logger = logging.getLogger(__name__)
 # The branch ledger account that holds the customer's money while Site A keeps it.
 BRANCH_FUNDING_ACCOUNT = "prepaid_upstream"
 PROVIDER_PREFIX = "site_a"
+# Site A's liability for second payments of a branch order, owed back to the customers who made them.
+DUPLICATES_ACCOUNT = "branch_sale_duplicates"
 
 
 def collect_mode_active() -> bool:
@@ -143,16 +157,31 @@ def branch_sale_payment_start(
 def branch_sale_collect(*, attempt, amount: Decimal, currency: str) -> BranchSale:
     """Book a confirmed payment of a branch sale (inside the callback's transaction, attempt locked).
 
-    Payment clearing → the branch's balance, once per attempt (a second successful attempt for the
-    same order was a second payment: it is credited too, for the branch to refund). The branch's
-    order is marked paid by a task once this commits.
+    The first: payment clearing → the branch's balance, once per attempt; the branch's order is marked
+    paid by a task once this commits. A later one (another attempt of an order already collected: the
+    customer paid twice) is owed back to the customer instead — payment clearing →
+    ``branch_sale_duplicates`` — and refunded through the channel by a task where it can be; the
+    branch's order was paid once and its ledger books one payment, so its balance is not touched.
     """
-    from branch_api.provider.tasks import branch_sale_settle_task
+    from branch_api.provider.tasks import branch_sale_duplicate_refund_task, branch_sale_settle_task
     from orders.errors import OrderStateError
 
     sale = BranchSale.objects.select_for_update().select_related("branch").get(pk=attempt.subject_id)
     if money(amount) != sale.amount or currency != sale.currency:
         raise OrderStateError("The paid amount does not match the branch order.", code="amount_mismatch")
+    if sale.collected_at is not None:
+        _duplicates_account()
+        ledger_post(
+            kind="branch_sale",
+            idempotency_key=f"branch-sale-duplicate:{attempt.pk}",
+            reference=sale.order_number,
+            memo=f"second payment of {sale.branch.slug}:{sale.order_number} via {attempt.provider}, owed back"[:255],
+            lines=[Line("payment_clearing", sale.amount), Line(DUPLICATES_ACCOUNT, -sale.amount)],
+        )
+        BranchSale.objects.filter(pk=sale.pk).update(duplicate_owed=F("duplicate_owed") + sale.amount)
+        attempt_id = attempt.pk
+        transaction.on_commit(lambda: branch_sale_duplicate_refund_task.delay(attempt_id))
+        return sale
     branch_balance_account(sale.branch)
     ledger_post(
         kind="branch_sale",
@@ -167,6 +196,103 @@ def branch_sale_collect(*, attempt, amount: Decimal, currency: str) -> BranchSal
     reference = f"{attempt.provider}:{attempt.external_id}"
     transaction.on_commit(lambda: branch_sale_settle_task.delay(sale.pk, reference))
     return sale
+
+
+def _duplicates_account():
+    return account_get_or_create(
+        DUPLICATES_ACCOUNT,
+        name="Second payments of branch orders, owed to customers",
+        kind=Account.Kind.LIABILITY,
+        may_go_negative=False,
+    )
+
+
+def branch_sale_duplicates_open(sale: BranchSale) -> list:
+    """The second payments of ``sale`` still owed to the customer (Site A's schema)."""
+    from payments.models import PaymentAttempt
+
+    attempts = list(
+        PaymentAttempt.objects.filter(
+            purpose=PaymentAttempt.Purpose.BRANCH_SALE, subject_id=sale.pk, status=PaymentAttempt.Status.SUCCEEDED
+        ).order_by("pk")
+    )
+    keys = set(
+        Transaction.objects.filter(
+            idempotency_key__in=[f"branch-sale-duplicate{part}:{a.pk}" for a in attempts for part in ("", "-refund")]
+        ).values_list("idempotency_key", flat=True)
+    )
+    return [
+        a
+        for a in attempts
+        if f"branch-sale-duplicate:{a.pk}" in keys and f"branch-sale-duplicate-refund:{a.pk}" not in keys
+    ]
+
+
+def branch_sale_duplicate_refund(*, attempt_id: int, outside: bool = False, staff=None) -> bool:
+    """Give a second payment of a branch order back to the customer; True once it is refunded.
+
+    Through the channel's refund API when the provider has one (outside any transaction; Site A's own
+    idempotency key per attempt, so a retried call never refunds twice), or, with ``outside``, recorded
+    as refunded by Site A's staff in the gateway's dashboard. Books ``branch_sale_duplicates`` →
+    payment clearing once (``branch-sale-duplicate-refund:<attempt id>``).
+    """
+    from payments.errors import ProviderUnavailable, RefundOutcomeUnknown
+    from payments.models import PaymentAttempt
+    from payments.providers import PROVIDERS
+    from payments.refunds import GATEWAY_ACCEPTED
+
+    attempt = PaymentAttempt.objects.get(pk=attempt_id, purpose=PaymentAttempt.Purpose.BRANCH_SALE)
+    sale = BranchSale.objects.get(pk=attempt.subject_id)
+    if attempt not in branch_sale_duplicates_open(sale):
+        return Transaction.objects.filter(idempotency_key=f"branch-sale-duplicate-refund:{attempt.pk}").exists()
+    how = f"refunded outside by staff #{getattr(staff, 'pk', '?')}"
+    if not outside:
+        provider = PROVIDERS.get(attempt.provider)
+        if not callable(getattr(provider, "refund", None)):
+            return False  # no refund API (epay, configurable gateways): Site A's staff refund it
+        try:
+            gateway_id, status = provider.refund(
+                attempt=attempt, amount=sale.amount, idempotency_key=f"branch-sale-duplicate-{attempt.token}"
+            )
+        except (ProviderUnavailable, RefundOutcomeUnknown) as exc:
+            logger.warning("second payment %s of branch sale %s not refunded: %s", attempt.pk, sale.pk, exc.code)
+            return False
+        if status not in GATEWAY_ACCEPTED:
+            logger.warning("second payment %s of branch sale %s: refund %s", attempt.pk, sale.pk, status)
+            return False
+        how = f"refunded via {attempt.provider} {gateway_id}"
+    with transaction.atomic():
+        BranchSale.objects.select_for_update().get(pk=sale.pk)
+        if Transaction.objects.filter(idempotency_key=f"branch-sale-duplicate-refund:{attempt.pk}").exists():
+            return True
+        ledger_post(
+            kind="refund",
+            idempotency_key=f"branch-sale-duplicate-refund:{attempt.pk}",
+            reference=sale.order_number,
+            memo=f"second payment of {sale.order_number} {how}"[:255],
+            lines=[Line(DUPLICATES_ACCOUNT, sale.amount), Line("payment_clearing", -sale.amount)],
+        )
+        BranchSale.objects.filter(pk=sale.pk).update(duplicate_owed=F("duplicate_owed") - sale.amount)
+    return True
+
+
+def collect_refund_book(*, order, amount: Decimal, token: str, reason: str) -> str:
+    """Site A's side of a branch's refund of a collected order that does not go to the customer's
+    wallet: the branch's balance at Site A pays it (balance → Site A's payment clearing, Site A gives
+    the money back through its channel). Runs in the branch's schema inside the refund's transaction;
+    returns the branch account to credit (``prepaid_upstream``). ``InsufficientFunds`` when the
+    balance does not cover it (nothing is written)."""
+    schema = connection.schema_name
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        branch = Branch.objects.get(schema_name=schema)
+        ledger_post(
+            kind="refund",
+            idempotency_key=f"branch-refund:{branch.pk}:{token}",
+            reference=order.number,
+            memo=f"refund of {branch.slug}:{order.number} paid from its balance ({reason})"[:255],
+            lines=[Line(balance_account_code(branch.pk), amount), Line("payment_clearing", -amount)],
+        )
+    return BRANCH_FUNDING_ACCOUNT
 
 
 def branch_sale_settle(*, sale_id: int, payment_reference: str = "") -> bool:

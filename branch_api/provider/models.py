@@ -252,6 +252,8 @@ class BranchSale(models.Model):
     collected_at = models.DateTimeField(_("collected at"), null=True, blank=True)
     settled_at = models.DateTimeField(_("branch order marked paid at"), null=True, blank=True)
     last_error = models.CharField(max_length=255, blank=True)
+    # Second payments of the order (the customer paid twice) not yet given back; never the branch's.
+    duplicate_owed = models.DecimalField(_("second payments owed to the customer"), **MONEY, default=0)
 
     class Meta:
         verbose_name = _("branch sale")

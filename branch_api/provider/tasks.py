@@ -58,6 +58,18 @@ def branch_sale_settle_task(self, sale_id: int, payment_reference: str = "") -> 
         raise self.retry(exc=exc) from exc
 
 
+@shared_task(bind=True, ignore_result=True, max_retries=5, default_retry_delay=60)
+def branch_sale_duplicate_refund_task(self, attempt_id: int) -> bool:
+    """Refund a second payment of a branch order through Site A's channel (runs in Site A's schema)."""
+    from branch_api.provider.collect import branch_sale_duplicate_refund
+
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        try:
+            return branch_sale_duplicate_refund(attempt_id=attempt_id)
+        except Exception as exc:  # the database unavailable, a deadlock ...: try again later
+            raise self.retry(exc=exc) from exc
+
+
 @shared_task(ignore_result=True)
 def branch_sales_settle_due_task() -> int:
     """Periodic backstop for settle tasks that were lost (worker crash between commit and queueing)."""

@@ -26,6 +26,20 @@ class CallbackData:
     reference: str = ""  # a second gateway id to keep, where reconciliation needs it (Stripe: PaymentIntent)
 
 
+@dataclass(frozen=True)
+class RefundNotice:
+    """What a verified notification says about one refund at the gateway: one we made, or one staff
+    made in the gateway's dashboard. ``parse_callback`` returns a tuple of these for refund events."""
+
+    payment_reference: str  # the refunded payment, as kept in PaymentAttempt.gateway_reference
+    gateway_refund_id: str
+    amount: Decimal
+    currency: str
+    status: str  # the gateway's own word: succeeded, pending, failed, canceled, ...
+    refund_token: str = ""  # our Refund.token, when the refund was ours
+    failure_reason: str = ""
+
+
 class PaymentProvider(Protocol):
     code: str
     label: str

@@ -199,16 +199,15 @@ def create_request_build(*, recipe: dict, key: str, values: dict) -> CreateReque
     )
 
 
-def create_request_send(*, recipe: dict, request: CreateRequest) -> CreateOutcome:
-    """Send a server-to-server create request and read the answer with the response mapping.
-
-    Never raises: what went wrong is in ``error`` (network, HTTP status, not JSON, not a success)."""
-    outcome = CreateOutcome(request=request)
+def _json_request(request: CreateRequest, outcome: CreateOutcome):
+    """Send ``request`` (URL checked first, no redirects followed) and return its JSON answer, or None
+    with ``outcome.error`` saying why. The error never contains the URL or parameters (they may carry
+    the key)."""
     try:
         outbound_url_check(request.url)
     except GatewayRequestFailed as exc:
         outcome.error = exc.message
-        return outcome
+        return None
     kwargs: dict = {"headers": request.headers}
     if request.format == "json":
         kwargs["json"] = request.params
@@ -221,19 +220,29 @@ def create_request_send(*, recipe: dict, request: CreateRequest) -> CreateOutcom
             answer = client.request(request.method, request.url, **kwargs)
     except httpx.TimeoutException:
         outcome.error = f"The gateway did not answer within {REQUEST_TIMEOUT_SECONDS:g} s."
-        return outcome
+        return None
     except httpx.HTTPError as exc:
         outcome.error = f"Could not reach the gateway: {type(exc).__name__}."
-        return outcome
+        return None
     outcome.status_code = answer.status_code
     outcome.body = answer.text[:4000]
     if not 200 <= answer.status_code < 300:
         outcome.error = f"The gateway answered HTTP {answer.status_code}."
-        return outcome
+        return None
     try:
-        document = json.loads(answer.content, parse_float=Decimal)
+        return json.loads(answer.content, parse_float=Decimal)
     except ValueError:
         outcome.error = "The gateway's answer is not JSON."
+        return None
+
+
+def create_request_send(*, recipe: dict, request: CreateRequest) -> CreateOutcome:
+    """Send a server-to-server create request and read the answer with the response mapping.
+
+    Never raises: what went wrong is in ``error`` (network, HTTP status, not JSON, not a success)."""
+    outcome = CreateOutcome(request=request)
+    document = _json_request(request, outcome)
+    if outcome.error:
         return outcome
     response = recipe["response"]
     for name in ("pay_url", "qr_code", "trade_no"):
@@ -250,6 +259,68 @@ def create_request_send(*, recipe: dict, request: CreateRequest) -> CreateOutcom
     if not target.startswith(("https://", "http://")):
         outcome.error = "The gateway's answer has no web address to send the customer to."
     return outcome
+
+
+# --- The order query before delivery --------------------------------------------------------------
+
+
+def query_request_build(*, recipe: dict, key: str, token: str, trade_no: str) -> CreateRequest:
+    """The order query for our ``token`` / the gateway's ``trade_no``: mapped fields and constants,
+    signed like the create request when the recipe says so, the key added as a parameter (unsigned)
+    when the gateway wants it that way."""
+    query, sign = recipe["query"], recipe["signature"]
+    values = {"out_trade_no": token, "trade_no": trade_no, "timestamp": int(time.time())}
+    values["nonce"] = secrets.token_hex(16)
+    params: dict = dict(query["constants"] or {})
+    for ours, theirs in (query["fields"] or {}).items():
+        if theirs:
+            value = values.get(ours, "")
+            params[theirs] = value if query["format"] == "json" and isinstance(value, int) else str(value)
+    headers: dict = {}
+    signed_string = ""
+    if query["signed"] is True:
+        if sign["sign_type_field"]:
+            params[sign["sign_type_field"]] = sign["sign_type_value"]
+        signature = gateway_sign(params, sign, key)
+        signed_string = signing_string(params, sign, key)
+        if sign["header"]:
+            headers[sign["header"]] = signature
+        else:
+            params[sign["field"]] = signature
+    if query["key_param"]:
+        params[query["key_param"]] = key
+    return CreateRequest(
+        method=query["method"],
+        url=query["url"],
+        params=params,
+        headers=headers,
+        format=query["format"],
+        signed_string=signed_string,
+    )
+
+
+def query_confirm(*, recipe: dict, key: str, parsed: CallbackData) -> None:
+    """Ask the gateway whether the notified payment is really paid, with the same amount; raises
+    ``CallbackRejected`` otherwise (refused notifications are retried by the gateway). Network I/O:
+    called before the callback pipeline opens its transaction."""
+    query = recipe["query"]
+    request = query_request_build(recipe=recipe, key=key, token=parsed.token, trade_no=parsed.external_id)
+    outcome = CreateOutcome(request=request)
+    document = _json_request(request, outcome)
+    if outcome.error or not isinstance(document, dict):
+        raise CallbackRejected("payment gateway could not be queried", code="gateway_query_failed")
+    if query["success_path"] and _text(dig(document, query["success_path"])) != str(query["success_value"]):
+        raise CallbackRejected("payment gateway does not know the trade", code="gateway_query_failed")
+    if query["order_path"] and _text(dig(document, query["order_path"])) != parsed.token:
+        raise CallbackRejected("payment gateway answered about another order", code="gateway_not_paid")
+    if _text(dig(document, query["status_path"])) != str(query["status_paid"]):
+        raise CallbackRejected("payment gateway says the trade is not paid", code="gateway_not_paid")
+    try:
+        confirmed = _amount(dig(document, query["amount_path"]), unit=query["amount_unit"], currency=parsed.currency)
+    except CallbackRejected:
+        raise CallbackRejected("payment gateway answered without an amount", code="gateway_query_failed") from None
+    if confirmed != parsed.amount:
+        raise CallbackRejected("payment gateway reports another amount", code="gateway_amount_mismatch")
 
 
 # --- Callbacks ------------------------------------------------------------------------------------
@@ -429,7 +500,10 @@ class ConfiguredGatewayProvider:
         recipe, key = self._usable_recipe(), self._key()
         if not (recipe and key):
             raise CallbackRejected("gateway is not configured", code="channel_unavailable")
-        return callback_parse(recipe=recipe, key=key, data=data, shop_currency=shop_currency())
+        parsed = callback_parse(recipe=recipe, key=key, data=data, shop_currency=shop_currency())
+        if parsed.succeeded and recipe["query"]["url"]:
+            query_confirm(recipe=recipe, key=key, parsed=parsed)
+        return parsed
 
     def callback_response(self, *, accepted: bool) -> HttpResponse:
         mapping = self.recipe["callback"]

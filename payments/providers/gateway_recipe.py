@@ -33,6 +33,9 @@ OUR_FIELDS = (
     "nonce",
 )
 FORMATS = ("redirect", "form", "json", "query")
+# Our values an order query can carry, and how it is sent (always a server request).
+QUERY_FIELDS = ("out_trade_no", "trade_no", "timestamp", "nonce")
+QUERY_FORMATS = ("query", "form", "json")
 METHODS = ("GET", "POST")
 ALGORITHMS = ("md5", "sha256", "hmac_sha256")
 CASES = ("lower", "upper")
@@ -79,6 +82,23 @@ EMPTY_RECIPE: dict = {
         "sign_type_field": "",
         "sign_type_value": "",
         "exclude": [],
+    },
+    # Optional: ask the gateway about the order before applying a notification (empty URL: no query).
+    "query": {
+        "url": "",
+        "method": "GET",
+        "format": "query",
+        "fields": {},  # our QUERY_FIELDS → the gateway's names
+        "constants": {},
+        "signed": False,  # signed like the create request (the signature section)
+        "key_param": "",  # the key itself sent under this name (epay's api.php), not signed
+        "success_path": "",
+        "success_value": "",
+        "order_path": "",  # optional: the answer must name our order number there
+        "status_path": "",
+        "status_paid": "",
+        "amount_path": "",
+        "amount_unit": "major",
     },
 }
 
@@ -127,6 +147,23 @@ PRESETS: dict[str, tuple[str, dict]] = {
                 "sign_type_field": "sign_type",
                 "sign_type_value": "MD5",
                 "exclude": [],
+            },
+            # api.php?act=order&pid=…&key=…&out_trade_no=… → {"code": 1, "status": 1, "money": "15.00", …}
+            "query": {
+                "url": "https://pay.example.com/api.php",
+                "method": "GET",
+                "format": "query",
+                "fields": {"out_trade_no": "out_trade_no"},
+                "constants": {"act": "order", "pid": "1001"},
+                "signed": False,
+                "key_param": "key",
+                "success_path": "code",
+                "success_value": "1",
+                "order_path": "out_trade_no",
+                "status_path": "status",
+                "status_paid": "1",
+                "amount_path": "money",
+                "amount_unit": "major",
             },
         },
     ),
@@ -294,6 +331,51 @@ def recipe_errors(recipe: dict, *, check_url: bool = True) -> list[tuple[str, st
         errors.append(("signature.header", "A customer redirect cannot carry a header: use a parameter."))
     if bool(sign["sign_type_field"]) != bool(str(sign["sign_type_value"]).strip()):
         errors.append(("signature.sign_type_value", "Give both the sign type field and its value, or neither."))
+    errors.extend(_query_errors(recipe["query"], check_url=check_url, path_ok=path_ok, need=need, choice=choice))
+    return errors
+
+
+def _query_errors(query: dict, *, check_url: bool, path_ok, need, choice) -> list[tuple[str, str]]:
+    """What is wrong with the optional order query (nothing when it has no URL)."""
+    errors: list[tuple[str, str]] = []
+    for key, kind in (("fields", dict), ("constants", dict)):
+        if not isinstance(query[key], kind):
+            errors.append((f"query.{key}", "Malformed settings."))
+            query[key] = kind()
+    if not str(query["url"] or "").strip():
+        return errors
+    if check_url:
+        try:
+            outbound_url_check(query["url"])
+        except GatewayRequestFailed as exc:
+            errors.append(("query.url", exc.message))
+    elif not str(query["url"]).startswith(("https://", "http://")):
+        errors.append(("query.url", "Give an http:// or https:// URL."))
+    choice("query.method", query["method"], METHODS)
+    choice("query.format", query["format"], QUERY_FORMATS)
+    if (query["format"] == "query") != (query["method"] == "GET"):
+        errors.append(("query.method", "Parameters in the query string go with GET; a form or JSON body needs POST."))
+    fields = query["fields"]
+    if set(fields) - set(QUERY_FIELDS):
+        errors.append(("query.fields", "Unknown query field."))
+    if not (fields.get("out_trade_no") or fields.get("trade_no")):
+        errors.append(("query.fields", "The order query must carry our order number or the gateway's trade number."))
+    names = [str(name) for name in fields.values() if name] + [str(name) for name in query["constants"]]
+    names += [query["key_param"]] if query["key_param"] else []
+    for name in names:
+        if not PARAM_RE.match(name):
+            errors.append(("query.constants", f"“{name}” is not a parameter name (letters, digits, _ - . [ ])."))
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        errors.append(("query.constants", "A query parameter is given twice: " + ", ".join(duplicates) + "."))
+    for key in ("success_path", "order_path", "status_path", "amount_path"):
+        path_ok(f"query.{key}", query[key])
+    need("query.status_path", query["status_path"], "Say which answer field holds the payment status.")
+    need("query.status_paid", query["status_paid"], "Give the status value that means paid.")
+    need("query.amount_path", query["amount_path"], "Say which answer field holds the paid amount.")
+    choice("query.amount_unit", query["amount_unit"], AMOUNT_UNITS)
+    if bool(query["success_path"]) != bool(str(query["success_value"]).strip()):
+        errors.append(("query.success_value", "Give both the success field and its value, or neither."))
     return errors
 
 

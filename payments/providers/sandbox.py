@@ -44,7 +44,7 @@ class SandboxProvider:
     def start_url(self, *, attempt, request) -> str:
         return reverse("sandbox-gateway", kwargs={"token": attempt.token})
 
-    def refund(self, *, attempt, amount: Decimal, idempotency_key: str) -> tuple[str, str]:
+    def refund(self, *, attempt, amount: Decimal, idempotency_key: str, refund_token: str = "") -> tuple[str, str]:
         """A simulated instant refund: the sandbox holds no money, so it always succeeds."""
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:16].upper()
         return f"SBXR{digest}", "succeeded"

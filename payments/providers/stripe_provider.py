@@ -6,8 +6,10 @@ its own ``StripeClient`` (the shop's key and API base), never the library's glob
 
 A webhook is trusted only when its ``Stripe-Signature`` verifies with the shop's webhook secret and its
 timestamp is within 300 s (past or future). ``checkout.session.completed`` /
-``checkout.session.async_payment_succeeded`` with ``payment_status == "paid"`` is a success; every other
-event is acknowledged without changing anything, and an event id already applied is skipped.
+``checkout.session.async_payment_succeeded`` with ``payment_status == "paid"`` is a success;
+``charge.refunded`` and ``refund.created`` / ``refund.updated`` / ``refund.failed`` become refund notices
+(``payments.refunds.refund_gateway_notice_apply``); every other event is acknowledged without changing
+anything, and an event id already applied is skipped.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from django.urls import reverse
 
 from payments.channels import channel_secret_fields, payment_channel_get
 from payments.errors import CallbackRejected, ProviderUnavailable, RefundOutcomeUnknown
-from payments.providers import CallbackData
+from payments.providers import CallbackData, RefundNotice
 
 CODE = "stripe"
 TOLERANCE_SECONDS = 300
 API_TIMEOUT_SECONDS = 10
 MERCHANT = "stripe"  # the shop's own webhook secret is what binds a webhook to the shop
 SUCCESS_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded"}
+REFUND_EVENTS = {"refund.created", "refund.updated", "refund.failed"}
+CHARGE_REFUNDED = "charge.refunded"
 # https://docs.stripe.com/currencies#zero-decimal and #three-decimal
 ZERO_DECIMAL = {
     "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
@@ -165,7 +169,7 @@ class StripeProvider:
         attempt.save(update_fields=["external_id"])
         return url
 
-    def refund(self, *, attempt, amount: Decimal, idempotency_key: str) -> tuple[str, str]:
+    def refund(self, *, attempt, amount: Decimal, idempotency_key: str, refund_token: str = "") -> tuple[str, str]:
         """Refund ``amount`` of a paid attempt through Stripe; returns (refund id, Stripe's status).
 
         The payment intent is read from the attempt's Checkout Session (network I/O: call it outside
@@ -184,7 +188,8 @@ class StripeProvider:
                 params={
                     "payment_intent": payment_intent,
                     "amount": to_minor_units(amount, attempt.currency),
-                    "metadata": {"token": attempt.token},
+                    # The refund's own token lets its webhooks find it before we have stored its id.
+                    "metadata": {"token": attempt.token, **({"refund": refund_token} if refund_token else {})},
                 },
                 options={"idempotency_key": idempotency_key},
             )
@@ -232,12 +237,17 @@ class StripeProvider:
             raise CallbackRejected("bad payload", code="bad_payload")
         if bool(event.get("livemode")) != secret_key.startswith(("sk_live_", "rk_live_")):
             raise CallbackRejected("live/test mode mismatch", code="wrong_merchant")
-        if event.get("type") not in SUCCESS_EVENTS:
+        kind = event.get("type")
+        if kind not in SUCCESS_EVENTS and kind not in REFUND_EVENTS and kind != CHARGE_REFUNDED:
             raise CallbackRejected("event not handled", code="event_ignored")
         if PaymentCallback.objects.filter(
             provider=CODE, accepted=True, error_code="", payload__event_id=event["id"]
         ).exists():
             raise CallbackRejected("event already applied", code="event_already_applied")
+        if kind in REFUND_EVENTS:
+            return (self._refund_notice((event.get("data") or {}).get("object")),)
+        if kind == CHARGE_REFUNDED:
+            return self._charge_refund_notices((event.get("data") or {}).get("object"), _config, secret_key)
         session = (event.get("data") or {}).get("object") or {}
         if not isinstance(session, dict):
             raise CallbackRejected("bad payload", code="bad_payload")
@@ -256,6 +266,39 @@ class StripeProvider:
             succeeded=True,
             reference=str(session.get("payment_intent") or "")[:128],
         )
+
+    def _refund_notice(self, refund) -> RefundNotice:
+        """A Stripe Refund object (from a verified event or Stripe's API) as a refund notice."""
+        if not isinstance(refund, dict) or not str(refund.get("id", "")).startswith("re_"):
+            raise CallbackRejected("bad payload", code="bad_payload")
+        currency = str(refund.get("currency") or "").upper()
+        payment_intent = refund.get("payment_intent")
+        if isinstance(payment_intent, dict):
+            payment_intent = payment_intent.get("id")
+        return RefundNotice(
+            payment_reference=str(payment_intent or "")[:128],
+            gateway_refund_id=str(refund["id"])[:128],
+            amount=from_minor_units(refund.get("amount"), currency),
+            currency=currency,
+            status=str(refund.get("status") or "")[:32],
+            refund_token=str((refund.get("metadata") or {}).get("refund", ""))[:64],
+            failure_reason=str(refund.get("failure_reason") or "")[:100],
+        )
+
+    def _charge_refund_notices(self, charge, config: dict, secret_key: str) -> tuple[RefundNotice, ...]:
+        """The refunds of a refunded charge: listed in the event when Stripe includes them (older API
+        versions), otherwise asked from Stripe (network I/O; the callback runs outside transactions)."""
+        if not isinstance(charge, dict) or not str(charge.get("id", "")).startswith(("ch_", "py_")):
+            raise CallbackRejected("bad payload", code="bad_payload")
+        listed = charge.get("refunds") if isinstance(charge.get("refunds"), dict) else {}
+        refunds = listed.get("data") if isinstance(listed.get("data"), list) and not listed.get("has_more") else None
+        if refunds is None:
+            try:
+                page = self._client(config, secret_key).v1.refunds.list(params={"charge": charge["id"], "limit": 100})
+                refunds = [refund.to_dict() for refund in page.auto_paging_iter()]
+            except stripe.StripeError:
+                raise CallbackRejected("stripe could not list the refunds", code="gateway_unreachable") from None
+        return tuple(self._refund_notice(refund) for refund in refunds)
 
     def callback_response(self, *, accepted: bool) -> HttpResponse:
         return HttpResponse(

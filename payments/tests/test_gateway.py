@@ -46,16 +46,52 @@ def _hmac_hex(params: dict) -> str:
 
 
 class FakeGateway:
-    """``POST /v1/payments`` (JSON) checks the signature and answers ``{"code": 0, "data": {…}}``."""
+    """``POST /v1/payments`` (JSON) checks the signature and answers ``{"code": 0, "data": {…}}``.
+
+    Order queries answer from ``paid`` (our order number → (amount, status)): epay's
+    ``GET /api.php?act=order&pid&key&out_trade_no`` (the key checked) and a signed JSON
+    ``POST /v1/query`` (the HMAC checked); both are recorded in ``queries``."""
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        self.queries: list[dict] = []
+        self.paid: dict[str, tuple] = {}
         self.refuse = False
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
+            def _json(self, answer: dict) -> None:
+                payload = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self):
+                url = urlsplit(self.path)
+                params = dict(parse_qsl(url.query))
+                gateway.queries.append(params)
+                if url.path != "/api.php" or params.get("act") != "order" or params.get("key") != "K" * 32:
+                    self._json({"code": -1, "msg": "bad request"})
+                    return
+                token = params.get("out_trade_no", "")
+                if token not in gateway.paid:
+                    self._json({"code": -1, "msg": "no such order"})
+                    return
+                money, status = gateway.paid[token]
+                self._json({"code": 1, "out_trade_no": token, "trade_no": "EP777", "money": money, "status": status})
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path == "/v1/query":
+                    gateway.queries.append(body)
+                    if body.get("sign") != _hmac_hex(body):
+                        self._json({"code": 401, "msg": "bad signature"})
+                        return
+                    amount, status = gateway.paid.get(body.get("merchant_order_id"), (None, "NOTFOUND"))
+                    self._json({"code": 0, "data": {"status": status, "amount": amount}})
+                    return
                 gateway.requests.append(body)
                 signature = body.get("sign") or self.headers.get("X-Signature")
                 if self.path != "/v1/payments" or signature != _hmac_hex(body):
@@ -379,6 +415,7 @@ def test_epay_preset_redirects_with_an_md5_signed_request_and_accepts_its_notifi
         is_enabled="on",
         sort_order="1",
         create_url=gateway.url + "submit.php",
+        query_url=gateway.url + "api.php",
         secret="K" * 32,
     )
     assert staff_client.post(ADD, data).status_code == 302
@@ -414,12 +451,84 @@ def test_epay_preset_redirects_with_an_md5_signed_request_and_accepts_its_notifi
     rejected = host_client("alpha.localhost").get("/payments/callback/gw-yipay/?" + urlencode(forged))
     assert (rejected.status_code, rejected.content) == (400, b"fail")
     signed = {**notification, "sign": _md5_sign(notification), "sign_type": "MD5"}
+    token = params["out_trade_no"]
+    # Signed, but the preset asks api.php first: unknown there, unpaid, or another amount → not applied.
+    for answer, reason in [(None, "gateway_query_failed"), (("15.00", 0), "gateway_not_paid"),
+                           (("1.00", 1), "gateway_amount_mismatch")]:  # fmt: skip
+        if answer is not None:
+            gateway.paid[token] = answer
+        refused = host_client("alpha.localhost").get("/payments/callback/gw-yipay/?" + urlencode(signed))
+        assert (refused.status_code, refused.content) == (400, b"fail")
+        with schema_context("alpha"):
+            assert PaymentCallback.objects.latest("pk").error_code == reason
+            assert Order.objects.get(email="e@example.test").paid_at is None
+    assert gateway.queries[-1] == {"act": "order", "pid": "1001", "key": "K" * 32, "out_trade_no": token}
+    gateway.paid[token] = ("15.00", 1)
     with django_capture_on_commit_callbacks(execute=False):
         response = host_client("alpha.localhost").get("/payments/callback/gw-yipay/?" + urlencode(signed))
     assert (response.status_code, response.content) == (200, b"success")
     with schema_context("alpha"):
         order = Order.objects.get(email="e@example.test")
         assert order.status == Order.Status.DELIVERED and order.lines.get().assignments.count() == 1
+        assert "K" * 32 not in json.dumps(list(PaymentCallback.objects.values_list("payload", flat=True)))
+    assert len(gateway.queries) == 4
+
+
+@pytest.mark.django_db
+def test_a_signed_json_order_query_confirms_before_delivery(
+    staff_client, gateway, variant, django_capture_on_commit_callbacks
+):
+    _configure(
+        staff_client,
+        gateway.url,
+        query_url=gateway.url + "v1/query",
+        query_method="POST",
+        query_format="json",
+        query_constants="merchant_id=M1001",
+        query_map_out_trade_no="merchant_order_id",
+        query_map_trade_no="trade_no",
+        query_map_nonce="nonce",
+        query_signed="on",
+        query_success_path="code",
+        query_success_value="0",
+        query_status_path="data.status",
+        query_status_paid="PAID",
+        query_amount_path="data.amount",
+        query_amount_unit="cents",
+    )
+    _customer, order, _location = _checkout(variant)
+    attempt = _attempt(order)
+    notification = gateway.notification(attempt)
+    assert _notify(notification).status_code == 400  # the gateway does not know it paid
+    gateway.paid[attempt.token] = (1500, "PAID")
+    with django_capture_on_commit_callbacks(execute=False):
+        assert _notify(notification).status_code == 200
+    query = gateway.queries[-1]
+    assert (query["merchant_id"], query["merchant_order_id"], query["trade_no"]) == (
+        MERCHANT,
+        attempt.token,
+        f"GW-PAID-{attempt.pk}",
+    )
+    assert query["sign"] == _hmac_hex(query) and len(query["nonce"]) == 32
+    with schema_context("alpha"):
+        order.refresh_from_db()
+        assert order.status == Order.Status.DELIVERED
+        codes = list(PaymentCallback.objects.order_by("pk").values_list("error_code", flat=True))
+    assert codes == ["gateway_not_paid", ""]
+
+
+@pytest.mark.django_db
+def test_the_form_refuses_an_incomplete_order_query(staff_client, gateway):
+    data = _form(staff_client, "json_hmac", slug="regional", name="R", create_url=gateway.url + "v1/payments")
+    response = staff_client.post(
+        ADD, {**data, "secret": KEY, "query_url": gateway.url + "v1/query", "query_method": "POST"}
+    )
+    errors = response.context["adminform"].form.errors
+    assert "query_status_path" in errors and "query_amount_path" in errors
+    assert "our order number" in " ".join(errors["query_map_out_trade_no"])
+    assert "query string go with GET" in " ".join(errors["query_method"])
+    with schema_context("alpha"):
+        assert not PaymentChannel.objects.exists()
 
 
 def _md5_sign(params: dict, key: str = "K" * 32) -> str:

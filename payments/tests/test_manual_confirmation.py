@@ -1,7 +1,10 @@
 """Manual payment confirmation (补单) through alpha's admin: password-guarded, rate limited, audited,
-always for the order total, and applied through the normal pipeline (ledger, delivery, e-mail)."""
+for the open payment attempt's amount (a surcharge included) or else the order total, and applied
+through the normal pipeline (ledger, delivery, e-mail)."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.hashers import make_password
@@ -10,12 +13,15 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from conftest import DEMO
+from ledger.models import Transaction
 from ledger.services import ledger_check
 from orders.models import Order
 from orders.services import order_expire
 from orders.tasks import order_delivery_email_task
 from payments.manual import confirmation_password_set
-from payments.models import ManualConfirmation, PaymentSettings
+from payments.models import ManualConfirmation, PaymentAttempt, PaymentChannel, PaymentSettings
+from payments.providers.sandbox import SandboxProvider
+from payments.services import payment_callback_handle, payment_start
 from tests.commerce import pay, place, product_with_codes
 
 pytestmark = pytest.mark.django_db
@@ -179,3 +185,74 @@ def test_the_confirmation_password_is_set_in_the_admin_and_stored_hashed(staff_c
 def test_confirmation_records_are_read_only_in_the_admin(staff_client):
     assert staff_client.get("/admin/payments/manualconfirmation/").status_code == 200
     assert staff_client.get("/admin/payments/manualconfirmation/add/").status_code == 403
+
+
+def _balance(code: str):
+    from ledger.models import Account
+
+    account = Account.objects.filter(code=code).first()
+    return account.natural_balance if account else Decimal("0.00")
+
+
+def _sandbox_attempt(order: Order, fee_payer: str):
+    """The customer chose the sandbox at 2.5 % + 0.30 (0.68 on 15.00) and paid; the gateway never called back."""
+    PaymentChannel.objects.create(
+        provider="sandbox",
+        name="Sandbox",
+        is_enabled=True,
+        fee_percent=Decimal("2.50"),
+        fee_fixed=Decimal("0.30"),
+        fee_payer=fee_payer,
+    )
+    attempt, _url = payment_start(order=order, provider_code="sandbox")
+    return attempt
+
+
+def test_a_surcharge_paid_through_the_channel_is_confirmed_and_booked_with_the_payment(
+    staff_client, order, password_set, django_capture_on_commit_callbacks
+):
+    with schema_context("alpha"):
+        attempt = _sandbox_attempt(order, PaymentChannel.FeePayer.CUSTOMER)
+        assert (attempt.amount, attempt.fee) == (Decimal("15.68"), Decimal("0.68"))
+    page = staff_client.get(_url(order)).content.decode()
+    assert "Confirm 15.68" in page
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = staff_client.post(_url(order), {**_form(), "amount": "15.00"})  # an amount is never taken
+
+    assert response.status_code == 302
+    with schema_context("alpha"):
+        fresh = Order.objects.get(pk=order.pk)
+        assert (fresh.status, fresh.total) == (Order.Status.DELIVERED, Decimal("15.00"))
+        assert ManualConfirmation.objects.get().amount == Decimal("15.68")
+        attempt.refresh_from_db()
+        assert attempt.status == PaymentAttempt.Status.SUCCEEDED and attempt.amount == Decimal("15.68")
+        # The gateway holds 15.68 for the shop: 15.00 of goods and 0.68 of fee income.
+        assert _balance("payment_clearing") == Decimal("15.68")
+        assert _balance("payment_fee_income") == Decimal("0.68")
+        assert _balance("sales_revenue") == Decimal("15.00")
+        assert ledger_check() == []
+
+        # The lost notification turns up after all: already applied, nothing booked twice.
+        with django_capture_on_commit_callbacks(execute=False):
+            late = SandboxProvider().notification(attempt=attempt)
+            assert payment_callback_handle(provider_code="sandbox", data=late) == (True, "ok")
+        assert _balance("payment_clearing") == Decimal("15.68")
+        assert Transaction.objects.filter(kind="payment_fee").count() == 1
+        assert Order.objects.get(pk=order.pk).events.filter(to_status=Order.Status.PAID).count() == 1
+        assert ledger_check() == []
+
+
+def test_an_absorbed_fee_is_booked_as_the_shops_expense_on_manual_confirmation(
+    staff_client, order, password_set, django_capture_on_commit_callbacks
+):
+    with schema_context("alpha"):
+        attempt = _sandbox_attempt(order, PaymentChannel.FeePayer.SHOP)
+        assert (attempt.amount, attempt.fee) == (Decimal("15.00"), Decimal("0.68"))
+    with django_capture_on_commit_callbacks(execute=False):
+        assert staff_client.post(_url(order), _form()).status_code == 302
+    with schema_context("alpha"):
+        assert ManualConfirmation.objects.get().amount == Decimal("15.00")
+        assert _balance("payment_fees") == Decimal("0.68")
+        assert _balance("payment_clearing") == Decimal("14.32")  # the gateway pays out net of its fee
+        assert ledger_check() == []

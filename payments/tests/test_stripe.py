@@ -32,12 +32,13 @@ CALLBACK = "/payments/callback/stripe/"
 class FakeStripe:
     """``POST /v1/checkout/sessions`` answers a session, ``GET /v1/checkout/sessions/<id>`` a paid one
     (payment intent ``pi_<id>``), ``POST /v1/refunds`` a refund (the same one again for a repeated
-    Idempotency-Key, as Stripe does; ``refund_error`` = (status, body) makes it fail); every request
-    is recorded."""
+    Idempotency-Key, as Stripe does; ``refund_error`` = (status, body) makes it fail), ``GET
+    /v1/refunds?charge=<id>`` the refunds listed in ``charge_refunds[<id>]``; every request is recorded."""
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.refunds: dict[str, dict] = {}  # by idempotency key
+        self.charge_refunds: dict[str, list[dict]] = {}
         self.refund_error: tuple[int, dict] | None = None
         api = self
 
@@ -52,6 +53,11 @@ class FakeStripe:
 
             def do_GET(self):
                 api.requests.append({"method": "GET", "path": self.path, "headers": dict(self.headers), "form": {}})
+                if self.path.startswith("/v1/refunds?"):
+                    charge = dict(parse_qsl(self.path.split("?", 1)[1])).get("charge", "")
+                    listed = api.charge_refunds.get(charge, [])
+                    self._answer(200, {"object": "list", "url": "/v1/refunds", "has_more": False, "data": listed})
+                    return
                 session_id = self.path.removeprefix("/v1/checkout/sessions/")
                 if session_id == self.path or not session_id.startswith("cs_"):
                     self._answer(404, {"error": {"type": "invalid_request_error", "message": "no such session"}})
@@ -72,6 +78,7 @@ class FakeStripe:
                         "object": "refund",
                         "amount": int(form["amount"]),
                         "payment_intent": form["payment_intent"],
+                        "metadata": {k[9:-1]: v for k, v in form.items() if k.startswith("metadata[")},
                         "status": "succeeded",
                     }
                 self._answer(200, api.refunds[key])
