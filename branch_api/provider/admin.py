@@ -71,13 +71,13 @@ class BranchTermsAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
         from datetime import timedelta
 
         from django.http import HttpResponse
-        from django.utils.dateparse import parse_date
 
         from branch_api.provider.reports import branch_network_report
+        from branch_api.provider.selectors import date_or_none
 
         today = timezone.localdate()
-        start = parse_date(request.GET.get("start", "")) or today - timedelta(days=30)
-        end = parse_date(request.GET.get("end", "")) or today
+        start = date_or_none(request.GET.get("start")) or today - timedelta(days=30)
+        end = date_or_none(request.GET.get("end")) or today
         rows = branch_network_report(start=start, end=end)
         if request.GET.get("format") == "csv":
             response = HttpResponse(content_type="text/csv")

@@ -172,3 +172,10 @@ def test_site_a_admin_refuses_collecting_for_a_branch_in_another_currency(site_a
     assert response.status_code == 200
     assert "mode" in response.context["adminform"].form.errors
     assert _terms().mode == BranchTerms.Mode.OWN_GATEWAY
+
+
+@pytest.mark.parametrize("query", ["?start=2026-13-01&end=2026-02-30", "?start=2026-13-01&format=csv", "?start=soon"])
+def test_network_report_takes_its_default_period_for_a_date_that_does_not_exist(site_admin, query):
+    response = site_admin.get(f"/admin/branch_provider/branchterms/report/{query}")
+    assert response.status_code == 200
+    assert b"alpha" in response.content.lower()
