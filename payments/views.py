@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -58,11 +59,16 @@ def sandbox_gateway(request, token: str):
         notification = SandboxProvider().notification(attempt=attempt, succeeded=succeeded)
         # A real gateway calls our callback URL server-to-server; the sandbox does the same in-process.
         payment_callback_handle(provider_code="sandbox", data=notification, remote_ip=client_ip(request))
+        # The order page says so when the customer comes back from a declined payment (it may be on
+        # another domain, a branch whose sale Site A collects, so a session message would not reach it).
+        declined = "" if succeeded else "?payment=declined"
         if attempt.return_url:  # e.g. a branch's order page, for a sale Site A collects
-            return redirect(attempt.return_url)
+            return redirect(
+                attempt.return_url + (declined.replace("?", "&") if "?" in attempt.return_url else declined)
+            )
         if top_up is not None:
             return redirect(top_up.return_url or "sandbox-gateway", **({} if top_up.return_url else {"token": token}))
-        return redirect("order-detail", number=attempt.order.number)
+        return redirect(reverse("order-detail", kwargs={"number": attempt.order.number}) + declined)
     context = {"attempt": attempt, "order": attempt.order or _branch_sale_of(attempt), "top_up": top_up}
     return render(request, "payments/sandbox_gateway.html", context)
 

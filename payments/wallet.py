@@ -129,15 +129,17 @@ def wallet_top_up_start(*, user, amount, provider_code: str = "sandbox", request
     from payments.services import payment_start_for
 
     if user is None or not user.is_authenticated:
-        raise WalletNotAllowed("Log in to top up your wallet.")
+        raise WalletNotAllowed(_("Log in to top up your wallet."))
     if provider_code == PROVIDER_CODE:
-        raise DomainError("A wallet cannot be topped up from itself.", field="amount", code="invalid")
+        raise DomainError(_("A wallet cannot be topped up from itself."), field="amount", code="invalid")
     try:
         amount = money(Decimal(str(amount)))
     except ArithmeticError:
-        raise DomainError("Enter a valid amount.", field="amount", code="invalid") from None
+        raise DomainError(_("Enter a valid amount."), field="amount", code="invalid") from None
     if amount <= 0 or amount > MAX_TOP_UP:
-        raise DomainError(f"The amount must be between 0.01 and {MAX_TOP_UP}.", field="amount", code="invalid")
+        raise DomainError(
+            _("The amount must be between 0.01 and %(max)s.") % {"max": MAX_TOP_UP}, field="amount", code="invalid"
+        )
     wallet_account(user)
     return payment_start_for(
         purpose=PaymentAttempt.Purpose.WALLET_TOP_UP,

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
+from unfold.widgets import UnfoldAdminDecimalFieldWidget, UnfoldAdminTextInputWidget
 
 from core.errors import DomainError
 from ledger.models import Entry
@@ -30,8 +31,11 @@ class WalletAdjustForm(forms.Form):
         max_digits=18,
         decimal_places=2,
         help_text=_("Positive credits the wallet, negative debits it."),
+        widget=UnfoldAdminDecimalFieldWidget,  # a plain input has no border on the admin's page
     )
-    reason = forms.CharField(label=_("Reason"), min_length=MIN_ADJUSTMENT_REASON, max_length=200)
+    reason = forms.CharField(
+        label=_("Reason"), min_length=MIN_ADJUSTMENT_REASON, max_length=200, widget=UnfoldAdminTextInputWidget
+    )
     request_key = forms.CharField(widget=forms.HiddenInput)
 
 

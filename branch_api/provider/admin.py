@@ -7,13 +7,14 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
+from unfold.widgets import UnfoldAdminDecimalFieldWidget, UnfoldAdminTextInputWidget
 
 from branch_api.provider.models import ApiAuditLog, ApiCredential, BranchPurchase, BranchSale, BranchTerms
 from branch_api.provider.services import (
@@ -29,8 +30,17 @@ from core.admin_site import PublicSchemaOnlyAdmin
 
 
 class TopUpForm(forms.Form):
-    amount = forms.DecimalField(label=_("Amount"), min_value=Decimal("0.01"), max_digits=18, decimal_places=2)
-    reference = forms.CharField(label=_("Reference (e.g. bank transfer id)"), max_length=64)
+    # unfold's widgets: Django's plain ones have no border on the admin's pages.
+    amount = forms.DecimalField(
+        label=_("Amount"),
+        min_value=Decimal("0.01"),
+        max_digits=18,
+        decimal_places=2,
+        widget=UnfoldAdminDecimalFieldWidget,
+    )
+    reference = forms.CharField(
+        label=_("Reference (e.g. bank transfer id)"), max_length=64, widget=UnfoldAdminTextInputWidget
+    )
 
 
 class MarkupForm(forms.Form):
@@ -39,6 +49,7 @@ class MarkupForm(forms.Form):
         max_digits=8,
         decimal_places=2,
         help_text=_("e.g. 5 = branches pay cost + 5 %. Replaces the list's global rule."),
+        widget=UnfoldAdminDecimalFieldWidget,
     )
 
 
@@ -71,13 +82,13 @@ class BranchTermsAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
         from datetime import timedelta
 
         from django.http import HttpResponse
-        from django.utils.dateparse import parse_date
 
         from branch_api.provider.reports import branch_network_report
+        from branch_api.provider.selectors import date_or_none
 
         today = timezone.localdate()
-        start = parse_date(request.GET.get("start", "")) or today - timedelta(days=30)
-        end = parse_date(request.GET.get("end", "")) or today
+        start = date_or_none(request.GET.get("start")) or today - timedelta(days=30)
+        end = date_or_none(request.GET.get("end")) or today
         rows = branch_network_report(start=start, end=end)
         if request.GET.get("format") == "csv":
             response = HttpResponse(content_type="text/csv")
@@ -184,7 +195,7 @@ class BranchTermsAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
 
     @action(description=_("Top up balance"), url_path="top-up")
     def top_up_balance(self, request, object_id):
-        terms = BranchTerms.objects.select_related("branch").get(pk=object_id)
+        terms = get_object_or_404(BranchTerms.objects.select_related("branch"), pk=object_id)
         form = TopUpForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -209,7 +220,7 @@ class BranchTermsAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
 
     @action(description=_("Issue API credentials"), url_path="issue-credential")
     def issue_credential(self, request, object_id):
-        terms = BranchTerms.objects.select_related("branch").get(pk=object_id)
+        terms = get_object_or_404(BranchTerms.objects.select_related("branch"), pk=object_id)
         if request.method != "POST":
             return render(
                 request,

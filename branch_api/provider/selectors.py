@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Max, Prefetch
@@ -108,7 +108,10 @@ def changes_since(terms: BranchTerms, since: str) -> dict:
     the changed set; a change of terms or prices answers with ``full: true`` and every product."""
     now = timezone.now()
     cursor = (now - CURSOR_OVERLAP).isoformat()
-    moment = parse_datetime(since) if since else None
+    try:
+        moment = parse_datetime(since) if since else None
+    except ValueError:  # well-formed but impossible, e.g. month 13
+        moment = None
     if since and moment is None:
         raise errors.Invalid("since must be a cursor returned by this endpoint.", field="since")
     visible = visible_products(terms)
@@ -209,11 +212,20 @@ def orders_page(branch: Branch, *, page: int, page_size: int = 50) -> dict:
     }
 
 
+def date_or_none(value: str | None) -> date | None:
+    """A YYYY-MM-DD date, or None for anything else: parse_date raises on a well-formed impossible date
+    (2026-13-01) instead of returning None."""
+    try:
+        return parse_date(value) if value else None
+    except ValueError:
+        return None
+
+
 def statement(branch: Branch, since: str | None, until: str | None) -> list[dict]:
     """Movements of the branch balance, oldest first, with the balance after each (natural side)."""
     entries = Entry.objects.filter(account__code=balance_account_code(branch.pk)).select_related("transaction")
     opening = 0
-    start, end = parse_date(since) if since else None, parse_date(until) if until else None
+    start, end = date_or_none(since), date_or_none(until)
     if (since and start is None) or (until and end is None):
         raise errors.Invalid("since and until are dates (YYYY-MM-DD).")
     if start:

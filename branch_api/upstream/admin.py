@@ -227,11 +227,30 @@ class UpstreamConnectionAdmin(TenantSchemaOnlyAdmin, ModelAdmin):
             raise PermissionDenied
         back = request.build_absolute_uri(reverse("admin:branch_upstream_upstreamconnection_change", args=[object_id]))
         try:
-            pay_url = connection_top_up_start(amount=request.POST.get("amount", ""), return_url=back)
+            pay_url = connection_top_up_start(
+                amount=request.POST.get("amount", ""), return_url=f"{back}?{self.TOPPED_UP}=1"
+            )
         except (DomainError, ArithmeticError, ValueError) as exc:
             messages.error(request, getattr(exc, "message", None) or _("Enter an amount between 0.01 and 100,000."))
             return HttpResponseRedirect(back)
         return HttpResponseRedirect(pay_url)
+
+    TOPPED_UP = "topped_up"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "GET" and self.TOPPED_UP in request.GET and self.has_change_permission(request):
+            # Back from Site A's payment page: the stored balance predates the payment, so ask again
+            # rather than show the owner a balance without the money just paid.
+            try:
+                balance = connection_balance()
+            except DomainError as exc:
+                messages.warning(request, format_html("{}: {}", exc.code, exc.message))
+            else:
+                messages.success(
+                    request, _("Back from Site A: the balance at Site A is now %(balance)s.") % {"balance": balance}
+                )
+            return HttpResponseRedirect(request.path)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def _operation(self, function, success):
         def view(request, object_id):

@@ -183,3 +183,29 @@ def test_an_unpaid_order_can_go_back_to_payment_from_its_page_only_in_its_browse
     stranger = host_client("alpha.localhost")
     assert b"pay-again" not in stranger.get(f"/orders/{number}/").content
     assert stranger.post(f"/orders/{number}/pay/").status_code == 404
+
+
+def test_a_declined_payment_says_so_and_offers_to_pay_again(variant):
+    buyer = host_client("alpha.localhost")
+    response = buyer.post(
+        f"/p/{variant.product.slug}/buy/",
+        {
+            "variant": variant.pk,
+            "quantity": 1,
+            "expected_price": "15.00",
+            "email": "guest@example.test",
+            "lookup_password": "lookup-123",
+            "payment": "sandbox",
+        },
+    )
+    declined = buyer.post(response["Location"], {"action": "decline"})
+    number = declined["Location"].split("/")[2]
+    assert declined["Location"] == f"/orders/{number}/?payment=declined"
+
+    page = buyer.get(declined["Location"]).content.decode()
+    assert 'data-testid="payment-declined"' in page and "nothing was charged" in page
+    assert 'data-testid="pay-again"' in page
+    with schema_context("alpha"):
+        assert Order.objects.get(number=number).status == Order.Status.PENDING_PAYMENT
+    # Only right after the gateway: the order's own address says nothing about a decline.
+    assert 'data-testid="payment-declined"' not in buyer.get(f"/orders/{number}/").content.decode()

@@ -91,3 +91,10 @@ def test_staff_who_may_only_view_cannot_adjust(alpha_client, customer):
     alpha_client.post(url, {"amount": "100.00", "reason": "Free money", "request_key": "k" * 8})
     with schema_context("alpha"):
         assert wallet_balance(customer) == Decimal("12.50")
+
+
+def test_the_adjustment_fields_are_drawn_as_inputs(staff_client, customer):
+    page = staff_client.get(_adjust_url(customer)).content.decode()
+    for name in ("amount", "reason"):
+        tag = re.search(rf'<input[^>]*name="{name}"[^>]*>', page).group(0)
+        assert "border" in tag, tag  # unfold's input classes; without them the field is invisible

@@ -77,3 +77,30 @@ def test_a_subdomain_error_from_the_domain_layer_is_translated(public_client):
         "/signup/", {"name": "Shop", "slug": "admin", "email": "o@example.test", "password": "pw-1234567890-x"}
     )
     assert "此子域名为保留地址，请另选一个。" in response.content.decode()  # tenants.errors.SlugReserved
+
+
+def test_every_storefront_template_string_has_a_chinese_translation():
+    """A string added to a customer-facing template without a catalog entry shows up in English in the
+    middle of a Chinese page."""
+    import re
+    from pathlib import Path
+
+    from django.conf import settings
+    from django.utils.translation import trans_real
+
+    catalog = trans_real.translation("zh-hans")._catalog
+    templates = Path(settings.BASE_DIR) / "templates"
+    missing = []
+    for path in sorted(templates.rglob("*.html")):
+        if path.relative_to(templates).parts[0] == "admin":  # staff pages
+            continue
+        text = path.read_text()
+        strings = [m.group(1) for m in re.finditer(r'{%\s*trans\s+"((?:[^"\\]|\\.)*)"\s*%}', text)]
+        for m in re.finditer(r"{%\s*blocktrans\b([^%]*)%}(.*?){%\s*endblocktrans\s*%}", text, re.S):
+            if "{% plural" not in m.group(2):
+                body = re.sub(r"{{\s*(\w+)\s*}}", r"%(\1)s", m.group(2))
+                if "trimmed" in m.group(1):
+                    body = " ".join(line.strip() for line in body.strip().splitlines())
+                strings.append(body)
+        missing += [f"{path.relative_to(templates)}: {s}" for s in strings if s not in catalog]
+    assert not missing, missing

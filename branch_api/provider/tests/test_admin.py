@@ -172,3 +172,20 @@ def test_site_a_admin_refuses_collecting_for_a_branch_in_another_currency(site_a
     assert response.status_code == 200
     assert "mode" in response.context["adminform"].form.errors
     assert _terms().mode == BranchTerms.Mode.OWN_GATEWAY
+
+
+@pytest.mark.parametrize("query", ["?start=2026-13-01&end=2026-02-30", "?start=2026-13-01&format=csv", "?start=soon"])
+def test_network_report_takes_its_default_period_for_a_date_that_does_not_exist(site_admin, query):
+    response = site_admin.get(f"/admin/branch_provider/branchterms/report/{query}")
+    assert response.status_code == 200
+    assert b"alpha" in response.content.lower()
+
+
+def test_the_top_up_form_draws_its_fields_as_inputs_and_an_unknown_branch_is_404(site_admin):
+    import re
+
+    page = site_admin.get(f"/admin/branch_provider/branchterms/{_terms().pk}/top-up/").content.decode()
+    for name in ("amount", "reference"):
+        assert "border" in re.search(rf'<input[^>]*name="{name}"[^>]*>', page).group(0)
+    assert site_admin.get("/admin/branch_provider/branchterms/999999/top-up/").status_code == 404
+    assert site_admin.post("/admin/branch_provider/branchterms/999999/issue-credential/").status_code == 404

@@ -353,3 +353,15 @@ def test_a_product_hidden_from_a_branch_inside_a_visible_category_is_neither_lis
         terms_ensure(Branch.objects.get(slug="alpha")).hidden_products.remove(hidden.product)
     assert hidden.product_id in [p["id"] for p in alpha_api.get("/api/branch/v1/products").json()["results"]]
     assert _buy(alpha_api, hidden, reference="hidden-2", key="hidden-key-2").status_code == 201
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/branch/v1/statement?since=2026-13-01",
+        "/api/branch/v1/statement?until=2026-02-30",
+        "/api/branch/v1/changes?since=2026-13-01T00:00:00%2B00:00",
+    ],
+)
+def test_an_impossible_date_is_a_clear_error_not_a_server_error(alpha_api, url):
+    assert _error(alpha_api.get(url)) == (400, "invalid")

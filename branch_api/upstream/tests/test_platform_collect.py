@@ -114,6 +114,10 @@ def test_a_customer_pays_site_a_and_the_branch_keeps_its_profit_in_its_balance(
     payer = host_client("localhost")
     path = pay_url.removeprefix(SITE_A)
     assert order.number.encode() in payer.get(path).content
+    # Declined first: back on the branch's order page, which says so (no charge, nothing credited).
+    declined = payer.post(path, {"action": "decline"})
+    assert declined["Location"] == f"{ALPHA}/orders/{order.number}/?payment=declined"
+    assert alpha_balance_at_site_a() == D("0.00")
     paid = payer.post(path, {"action": "pay"})
     assert paid.status_code == 302 and paid["Location"] == f"{ALPHA}/orders/{order.number}/"
 

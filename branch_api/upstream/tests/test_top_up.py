@@ -33,10 +33,16 @@ def test_owner_pays_a_top_up_on_site_a_and_comes_back(site_a):
     assert page.status_code == 200 and b"Top up the balance of Alpha Cards" in page.content
     paid = payer.post(path, {"action": "pay"})
     assert paid.status_code == 302
-    assert (
-        paid["Location"] == f"http://alpha.localhost/admin/branch_upstream/upstreamconnection/{connection_id}/change/"
-    )
+    change_page = f"/admin/branch_upstream/upstreamconnection/{connection_id}/change/"
+    assert paid["Location"] == f"http://alpha.localhost{change_page}?topped_up=1"
     assert alpha_balance_at_site_a() == before + Decimal("75.50")
+
+    # Back in the shop's admin, the page shows the balance with the money just paid, not the old one.
+    back = owner.get(paid["Location"].removeprefix("http://alpha.localhost"), follow=True)
+    assert back.redirect_chain == [(change_page, 302)]
+    shown = f"{before + Decimal('75.50')} USD"
+    assert f"the balance at Site A is now {before + Decimal('75.50')}".encode() in back.content
+    assert shown.encode() in back.content
 
     payer.post(path, {"action": "pay"})  # a second click (or a repeated callback) credits nothing more
     assert alpha_balance_at_site_a() == before + Decimal("75.50")
