@@ -58,3 +58,17 @@ class TenantSchemaOnlyAdmin:
 
     def has_delete_permission(self, request, obj=None):
         return not on_public_schema() and super().has_delete_permission(request, obj)
+
+
+class ReadOnlyAdminMixin:
+    """Records written only by services (audit trails, logs, money movements): staff may look, never
+    add, change or delete them from the admin."""
+
+    def has_add_permission(self, request, *args, **kwargs):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

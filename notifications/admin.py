@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.decorators import display
 
+from core.admin_site import ReadOnlyAdminMixin
 from notifications.models import EmailLog, MessageTemplate
 
 CONTEXT_HELP = _(
@@ -55,7 +56,7 @@ class MessageTemplateAdmin(ModelAdmin):
 
 
 @admin.register(EmailLog)
-class EmailLogAdmin(ModelAdmin):
+class EmailLogAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["created", "key", "to", "subject", "reference", "ok_display"]
     list_filter = ["ok", "key", "created"]
     search_fields = ["to", "reference", "subject"]
@@ -65,12 +66,3 @@ class EmailLogAdmin(ModelAdmin):
     @display(description=_("Sent"), boolean=True, ordering="ok")
     def ok_display(self, obj: EmailLog) -> bool:
         return obj.ok
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

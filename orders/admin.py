@@ -19,6 +19,7 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminTextareaWidget, UnfoldAdminTextInputWidget
 
+from core.admin_site import ReadOnlyAdminMixin
 from core.errors import DomainError
 from orders.models import Order, OrderEvent, OrderLine
 from orders.services import REFUNDABLE, order_fulfil_manually, order_retry_delivery
@@ -68,18 +69,9 @@ class NeedsStaffFilter(admin.SimpleListFilter):
         return queryset.filter(status__in=QUEUE) if self.value() == "staff" else queryset
 
 
-class ReadOnlyInline(TabularInline):
+class ReadOnlyInline(ReadOnlyAdminMixin, TabularInline):
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class OrderLineInline(ReadOnlyInline):

@@ -13,6 +13,7 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import display
 from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminSelectWidget
 
+from core.admin_site import ReadOnlyAdminMixin
 from payments import gateway_admin  # noqa: F401 (registers the configurable gateways' admin)
 from payments.channels import FEE_AND_LIMIT_FIELDS, payment_channel_save
 from payments.manual import confirmation_password_set
@@ -111,15 +112,8 @@ class PaymentChannelAdmin(ModelAdmin):
         return bool(obj.secret_encrypted)
 
 
-class ReadOnlyAdmin(ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class ReadOnlyAdmin(ReadOnlyAdminMixin, ModelAdmin):
+    """Read only: written by services alone."""
 
 
 @admin.register(PaymentAttempt)

@@ -23,6 +23,7 @@ from unfold.widgets import (
     UnfoldBooleanWidget,
 )
 
+from core.admin_site import ReadOnlyAdminMixin
 from core.errors import DomainError
 from orders.models import Order
 from payments.models import Refund
@@ -147,7 +148,7 @@ def refund_to_wallet_action(model_admin, request, queryset) -> None:
         model_admin.message_user(request, format_html("{}: {}", number, why), messages.WARNING)
 
 
-class RefundInline(TabularInline):
+class RefundInline(ReadOnlyAdminMixin, TabularInline):
     """The order's refunds on its change page."""
 
     model = Refund
@@ -155,15 +156,6 @@ class RefundInline(TabularInline):
     can_delete = False
     fields = ["created", "amount", "destination", "status", "gateway_refund_id", "staff", "reason", "error"]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Refund)

@@ -17,6 +17,7 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminDecimalFieldWidget, UnfoldAdminTextInputWidget
 
+from core.admin_site import ReadOnlyAdminMixin
 from core.errors import DomainError
 from ledger.models import Entry
 from payments.models import CustomerWallet
@@ -40,7 +41,7 @@ class WalletAdjustForm(forms.Form):
 
 
 @admin.register(CustomerWallet)
-class CustomerWalletAdmin(ModelAdmin):
+class CustomerWalletAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["customer", "balance_display", "currency", "updated"]
     search_fields = ["owner_id"]
     fields = ["customer", "code", "balance_display", "currency", "updated"]
@@ -56,15 +57,6 @@ class CustomerWalletAdmin(ModelAdmin):
         if not term:
             return queryset, False
         return queryset.filter(customer_email__icontains=term) | queryset.filter(owner_id=term), False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @display(description=_("Customer"), ordering="customer_email")
     def customer(self, obj: CustomerWallet) -> str:

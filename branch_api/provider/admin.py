@@ -26,7 +26,7 @@ from branch_api.provider.services import (
 )
 from branch_api.provider.webhooks import webhook_emit_product_updated
 from catalog.models import PriceRule
-from core.admin_site import PublicSchemaOnlyAdmin
+from core.admin_site import PublicSchemaOnlyAdmin, ReadOnlyAdminMixin
 
 
 class TopUpForm(forms.Form):
@@ -264,24 +264,15 @@ class ApiCredentialAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
 
 
 @admin.register(ApiAuditLog)
-class ApiAuditLogAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
+class ApiAuditLogAdmin(ReadOnlyAdminMixin, PublicSchemaOnlyAdmin, ModelAdmin):
     list_display = ["created", "branch", "method", "path", "status_code", "error_code", "latency_ms", "ip"]
     list_filter = ["status_code", "error_code", "method"]
     search_fields = ["path", "key_prefix", "idempotency_key", "branch__slug"]
     date_hierarchy = "created"
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(BranchPurchase)
-class BranchPurchaseAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
+class BranchPurchaseAdmin(ReadOnlyAdminMixin, PublicSchemaOnlyAdmin, ModelAdmin):
     list_display = ["created", "branch", "reference", "order_link", "total"]
     list_filter = ["branch"]
     search_fields = ["reference", "order__number", "branch__slug"]
@@ -293,21 +284,12 @@ class BranchPurchaseAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
             '<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[obj.order_id]), obj.order.number
         )
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 from branch_api.provider import webhooks_admin  # noqa: E402,F401  (registers the webhook admin)
 
 
 @admin.register(BranchSale)
-class BranchSaleAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
+class BranchSaleAdmin(ReadOnlyAdminMixin, PublicSchemaOnlyAdmin, ModelAdmin):
     """Branch orders Site A collected (platform-collect mode): read-only, like the ledger behind them.
     Second payments of an order (the customer paid twice) show as owed until they are given back."""
 
@@ -341,12 +323,3 @@ class BranchSaleAdmin(PublicSchemaOnlyAdmin, ModelAdmin):
             for attempt in branch_sale_duplicates_open(sale):
                 recorded += branch_sale_duplicate_refund(attempt_id=attempt.pk, outside=True, staff=request.user)
         self.message_user(request, _("%(n)d second payment(s) recorded as refunded.") % {"n": recorded})
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
