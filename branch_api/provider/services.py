@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from branch_api import signing
 from branch_api.provider import errors
 from branch_api.provider.models import (
+    ApiAuditLog,
     ApiCredential,
     BalanceTopUp,
     BranchPurchase,
@@ -29,6 +30,7 @@ from catalog.models import Category, PriceList, Product, Variant
 from catalog.pricing import PriceBook, money
 from core.crypto import decrypt, encrypt
 from core.redis import get_redis, platform_key
+from core.sql import insert_values
 from ledger.errors import InsufficientFunds
 from ledger.models import Account
 from ledger.services import Line, account_get_or_create, ledger_post
@@ -309,16 +311,17 @@ def idempotency_replay(*, caller: ApiCaller, key: str, fingerprint: str) -> Idem
     return record
 
 
-def idempotency_finish(*, branch: Branch, key: str, fingerprint: str, status: int, body: dict) -> None:
-    """Store the answer to replay (in the request's own transaction); the claim lapses by itself."""
-    IdempotencyRecord.objects.create(
-        branch=branch,
-        key=key,
-        fingerprint=fingerprint,
-        state=IdempotencyRecord.State.DONE,
-        response_status=status,
-        response_body=body,
-    )
+def call_record(*, audit: ApiAuditLog, answer: IdempotencyRecord | None = None) -> None:
+    """Write a call's audit row and, for a POST that claimed its key, the answer to replay (the claim
+    lapses by itself) in the call's own transaction: one statement, one round trip."""
+    audit_sql, audit_params = insert_values([audit])
+    if answer is None:
+        sql, params = audit_sql, audit_params
+    else:
+        answer_sql, answer_params = insert_values([answer])
+        sql, params = f"WITH answer AS ({answer_sql}) {audit_sql}", [*answer_params, *audit_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def idempotency_release(*, branch: Branch, key: str) -> None:
@@ -345,6 +348,30 @@ def visible_products(terms: BranchTerms) -> QuerySet[Product]:
     for path in paths:
         condition |= Q(category__path__startswith=path)
     return products.filter(condition)
+
+
+def visible_variants(terms: BranchTerms, variant_ids: list[int]) -> QuerySet[Variant]:
+    """The active variants of ``variant_ids`` the branch may buy: ``visible_products`` as one SQL
+    condition on the variant's own row (no read of the terms' category paths first, no query tree of
+    one condition per path: a purchase's cost must not grow with the catalog or the selection)."""
+    hidden = BranchTerms.hidden_products.through._meta.db_table
+    shown = BranchTerms.visible_products.through._meta.db_table
+    shown_categories = BranchTerms.visible_categories.through._meta.db_table
+    product, category = Product._meta.db_table, Category._meta.db_table
+    # The category paths ("1/4/") hold only digits and slashes: starts_with needs no LIKE escaping.
+    condition = f"""
+        NOT EXISTS (SELECT 1 FROM {hidden} h WHERE h.branchterms_id = %s AND h.product_id = {product}.id)
+        AND (%s
+             OR EXISTS (SELECT 1 FROM {shown} s WHERE s.branchterms_id = %s AND s.product_id = {product}.id)
+             OR EXISTS (SELECT 1 FROM {shown_categories} vc JOIN {category} c ON c.id = vc.category_id
+                        WHERE vc.branchterms_id = %s AND starts_with({category}.path, c.path)))
+    """
+    return (
+        Variant.objects.select_related("product__category")
+        .filter(pk__in=variant_ids, is_active=True, product__is_active=True, product__category__is_active=True)
+        # Table names and fixed SQL only; every value is a parameter.
+        .extra(where=[condition], params=[terms.pk, terms.show_everything, terms.pk, terms.pk])  # noqa: S610
+    )
 
 
 def visible_categories(terms: BranchTerms) -> QuerySet[Category]:
@@ -394,13 +421,8 @@ def branch_purchase(
     existing = BranchPurchase.objects.select_related("order").filter(branch=caller.branch, reference=reference).first()
     if existing:
         return existing, False
-    # Only the requested variants, restricted to what the branch may see (a subquery, not a list of
-    # every visible product: the cost must not grow with the catalog).
-    variants = (
-        Variant.objects.select_related("product__category")
-        .prefetch_related("tiers")
-        .filter(pk__in=[i.variant_id for i in items], is_active=True, product__in=visible_products(caller.terms))
-    )
+    # Only the requested variants, restricted to what the branch may see.
+    variants = visible_variants(caller.terms, [i.variant_id for i in items]).prefetch_related("tiers")
     variants = {v.pk: v for v in variants}
     if any(item.variant_id not in variants for item in items):
         raise errors.NotFound("Unknown or invisible variant.", field="items")
@@ -448,7 +470,12 @@ def branch_purchase(
                 _reusable_uses_taken(order)
             # Recorded with the purchase, sent after it commits.
             webhook_emit_order_status_changed(purchase=purchase)
-            webhook_emit_balance_low(branch=caller.branch, threshold=caller.terms.low_balance_threshold, spent=total)
+            webhook_emit_balance_low(
+                branch=caller.branch,
+                threshold=caller.terms.low_balance_threshold,
+                spent=total,
+                account=sale.accounts[funding_account] if sale else None,
+            )
     except VaultOutOfStock as exc:
         raise errors.OutOfStock(exc.message) from exc
     except InsufficientFunds as exc:
