@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from django.db import connection
 from django.db.models import Model
+from django.db.models.expressions import DatabaseDefault
 
 Refs = dict[str, tuple[str, list]]
 
@@ -36,8 +37,14 @@ def insert_values(objs: list[Model], *, refs: Refs | Callable[[Model], Refs] | N
                 placeholders.append(sql)
                 params.extend(ref_params)
             else:
+                value = field.pre_save(obj, add=True)
+                if isinstance(value, DatabaseDefault):
+                    placeholders.append("DEFAULT")
+                    continue
+                if hasattr(value, "as_sql"):
+                    raise TypeError(f"insert_values: {meta.label}.{field.name} holds an expression, not a value.")
                 placeholders.append("%s")
-                params.append(field.get_db_prep_save(field.pre_save(obj, add=True), connection))
+                params.append(field.get_db_prep_save(value, connection))
         rows.append(f"({', '.join(placeholders)})")
     columns = ", ".join(quote(f.column) for f in fields)
     return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join(rows)}", params
