@@ -366,38 +366,47 @@ def cards_sell(*, lines) -> list[CardAssignment]:
     of reusable codes, as ``cards_assign`` does.
 
     One statement per line: ``FOR UPDATE SKIP LOCKED`` in id order like ``cards_reserve`` (concurrent
-    buyers never wait on or take the same code), marking the codes sold and returning them with their
-    batch cost. A line that cannot be filled raises ``OutOfStock``; the caller's transaction (which
-    this must run in) then rolls everything back.
+    buyers never wait on or take the same code), marking the codes sold, inserting their assignments
+    and returning both with the batch cost. A line that cannot be filled raises ``OutOfStock``; the
+    caller's transaction (which this must run in) then rolls everything back.
     """
     now = timezone.now()
     assignments: list[CardAssignment] = []
+    shared: list[CardAssignment] = []
+    card, batch, assignment = Card._meta.db_table, ImportBatch._meta.db_table, CardAssignment._meta.db_table
     with connection.cursor() as cursor:
         for line in lines:
             cursor.execute(
                 f"""
                 WITH picked AS (
-                    SELECT id FROM {Card._meta.db_table}
+                    SELECT id FROM {card}
                     WHERE variant_id = %s AND status = 'available' AND NOT reusable
                     ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+                ), sold AS (
+                    UPDATE {card} c
+                    SET status = 'sold', sold_at = %s, use_count = 1, status_changed_at = %s
+                    FROM picked, {batch} b
+                    WHERE c.id = picked.id AND b.id = c.batch_id
+                    RETURNING c.id, c.batch_id, c.code_encrypted, c.secret_encrypted, b.unit_cost
+                ), assigned AS (
+                    INSERT INTO {assignment} (card_id, order_line_id, reusable, unit_cost, created, refunded_at)
+                    SELECT id, %s, false, unit_cost, %s, NULL FROM sold ORDER BY id
+                    RETURNING id, card_id
                 )
-                UPDATE {Card._meta.db_table} c
-                SET status = 'sold', sold_at = %s, use_count = 1, status_changed_at = %s
-                FROM picked, {ImportBatch._meta.db_table} b
-                WHERE c.id = picked.id AND b.id = c.batch_id
-                RETURNING c.id, c.batch_id, c.code_encrypted, c.secret_encrypted, b.unit_cost
+                SELECT sold.id, sold.batch_id, sold.code_encrypted, sold.secret_encrypted, sold.unit_cost, assigned.id
+                FROM sold JOIN assigned ON assigned.card_id = sold.id
+                ORDER BY sold.id
                 """,
-                [line.variant_id, line.quantity, now, now],
+                [line.variant_id, line.quantity, now, now, line.pk, now],
             )
-            rows = sorted(cursor.fetchall())
+            rows = cursor.fetchall()
             # Like cards_assign: single-use codes first, then uses of reusable ones.
-            shared = (
-                _reusable_assign(line=line, quantity=line.quantity - len(rows)) if len(rows) < line.quantity else []
-            )
-            out_of_stock(len(rows) + len(shared), line.quantity)
-            assignments.extend(shared)
-            for card_id, batch_id, code_encrypted, secret_encrypted, unit_cost in rows:
-                card = Card(
+            if len(rows) < line.quantity:
+                made = _reusable_assign(line=line, quantity=line.quantity - len(rows))
+                out_of_stock(len(rows) + len(made), line.quantity)
+                shared.extend(made)
+            for card_id, batch_id, code_encrypted, secret_encrypted, unit_cost, assignment_id in rows:
+                sold = Card(
                     id=card_id,
                     variant_id=line.variant_id,
                     batch_id=batch_id,
@@ -405,10 +414,15 @@ def cards_sell(*, lines) -> list[CardAssignment]:
                     secret_encrypted=secret_encrypted,
                     status=Card.Status.SOLD,
                 )
-                assignments.append(CardAssignment(card=card, order_line=line, reusable=False, unit_cost=unit_cost))
-    CardAssignment.objects.bulk_create(assignments)
+                made = CardAssignment(
+                    id=assignment_id, card=sold, order_line=line, reusable=False, unit_cost=unit_cost, created=now
+                )
+                made._state.adding = False
+                assignments.append(made)
+    # The single-use codes' assignments were inserted with them, in the same statement.
+    CardAssignment.objects.bulk_create(shared)
     _stock_moved({line.variant_id for line in lines})
-    return assignments
+    return [*shared, *assignments]
 
 
 def _reusable_assign(*, line, quantity: int) -> list[CardAssignment]:

@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
+from core.sql import insert_values
 from ledger.errors import IdempotencyConflict, InsufficientFunds, UnbalancedTransaction
 from ledger.models import Account, Entry, Transaction
 
@@ -92,11 +93,34 @@ def ledger_post(
     return ledger_post_many([posting])[0]
 
 
-@transaction.atomic
 def ledger_post_many(postings: list[Posting]) -> list[Transaction]:
     """``ledger_post`` for several journal transactions that belong together (e.g. a sale's payment
     and its cost): their accounts locked once, their rows inserted together; all or nothing.
     Returns the transactions in the order given."""
+    with transaction.atomic():
+        return _post_many(postings)
+
+
+@dataclass(frozen=True)
+class Posted:
+    transactions: list[Transaction]
+    accounts: dict[str, Account]  # by code, as locked, with the balance after the post
+
+
+def ledger_post_new(postings: list[Posting]) -> Posted:
+    """``ledger_post_many`` for a caller whose idempotency keys cannot have been used before (they name
+    rows it just inserted) and whose own transaction is all or nothing: no look-up of earlier posts
+    and no savepoints (each a round trip). The unique key still refuses a second post (the
+    IntegrityError then rolls the caller's transaction back); an account that may not go negative
+    raises ``InsufficientFunds``, after which the caller's transaction can only be rolled back.
+
+    Also returns the accounts it locked, with their balances after the post (still under the lock)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise transaction.TransactionManagementError("ledger_post_new needs the caller's transaction.")
+    return _post_new(postings, savepoint=False)
+
+
+def _post_many(postings: list[Posting]) -> list[Transaction]:
     keys = [posting.idempotency_key for posting in postings]
     existing = {txn.idempotency_key: txn for txn in Transaction.objects.filter(idempotency_key__in=keys)}
     for posting in postings:
@@ -109,35 +133,49 @@ def ledger_post_many(postings: list[Posting]) -> list[Transaction]:
     ]
     if not new:
         return [existing[key] for key in keys]
-    for posting in new:
-        if not posting.lines or sum((line.amount for line in posting.lines), Decimal(0)) != 0:
-            raise UnbalancedTransaction()
-    accounts = _accounts_lock({line.account for posting in new for line in posting.lines})
-    deltas: dict[int, Decimal] = {}
-    for posting in new:
-        for line in posting.lines:
-            deltas[accounts[line.account].pk] = deltas.get(accounts[line.account].pk, Decimal(0)) + line.amount
     try:
-        with transaction.atomic():
-            created = Transaction.objects.bulk_create(
-                Transaction(kind=p.kind, idempotency_key=p.idempotency_key, reference=p.reference, memo=p.memo)
-                for p in new
-            )
-            Entry.objects.bulk_create(
-                Entry(transaction=txn, account_id=accounts[line.account].pk, amount=line.amount, **line.dimensions)
-                for txn, posting in zip(created, new, strict=True)
-                for line in posting.lines
-            )
-            _balances_move(deltas)
+        created = _post_new(new, savepoint=True).transactions
     except IntegrityError as exc:
-        if "account_non_negative" in str(exc):
-            raise InsufficientFunds() from exc
         if "idempotency_key" in str(exc):  # a concurrent post with the same key won
             found = {txn.idempotency_key: txn for txn in Transaction.objects.filter(idempotency_key__in=keys)}
             return [found[key] for key in keys]
         raise
     existing.update((txn.idempotency_key, txn) for txn in created)
     return [existing[key] for key in keys]
+
+
+def _post_new(postings: list[Posting], *, savepoint: bool) -> Posted:
+    """Insert postings not made before (zero lines dropped): lock their accounts in pk order, insert the
+    transactions and entries, move the cached balances. Raises ``InsufficientFunds`` when an account
+    that may not go negative would; a repeated idempotency key raises the IntegrityError."""
+    postings = [replace(p, lines=[line for line in p.lines if line.amount]) for p in postings]
+    for posting in postings:
+        if not posting.lines or sum((line.amount for line in posting.lines), Decimal(0)) != 0:
+            raise UnbalancedTransaction()
+    accounts = _accounts_lock({line.account for posting in postings for line in posting.lines})
+    deltas: dict[int, Decimal] = {}
+    for posting in postings:
+        for line in posting.lines:
+            deltas[accounts[line.account].pk] = deltas.get(accounts[line.account].pk, Decimal(0)) + line.amount
+    created = [
+        Transaction(kind=p.kind, idempotency_key=p.idempotency_key, reference=p.reference, memo=p.memo)
+        for p in postings
+    ]
+    entries = [
+        Entry(transaction=txn, account_id=accounts[line.account].pk, amount=line.amount, **line.dimensions)
+        for txn, posting in zip(created, postings, strict=True)
+        for line in posting.lines
+    ]
+    try:
+        with transaction.atomic(savepoint=savepoint):
+            _rows_insert(created, entries, deltas)
+    except IntegrityError as exc:
+        if "account_non_negative" in str(exc):
+            raise InsufficientFunds() from exc
+        raise
+    for account in accounts.values():
+        account.balance += deltas.get(account.pk, Decimal(0))
+    return Posted(transactions=created, accounts=accounts)
 
 
 def _accounts_lock(codes: set[str]) -> dict[str, Account]:
@@ -152,16 +190,33 @@ def _accounts_lock(codes: set[str]) -> dict[str, Account]:
     return locked
 
 
-def _balances_move(deltas: dict[int, Decimal]) -> None:
-    """One UPDATE for every account of the transaction (the check constraint still applies per row)."""
+def _rows_insert(transactions: list[Transaction], entries: list[Entry], deltas: dict[int, Decimal]) -> None:
+    """The journal transactions, their entries and the accounts' cached balances in one statement (one
+    round trip): an account that may not go negative still fails its check constraint, a repeated
+    idempotency key its unique constraint, and then nothing of it is written. Sets the primary keys."""
+    transactions_sql, transactions_params = insert_values(transactions)
+    entries_sql, entries_params = insert_values(
+        entries,
+        refs=lambda entry: {
+            "transaction": ("(SELECT id FROM t WHERE idempotency_key = %s)", [entry.transaction.idempotency_key])
+        },
+    )
     values = ", ".join(["(%s::bigint, %s::numeric)"] * len(deltas))
-    params = [item for pair in deltas.items() for item in pair]
+    deltas_params = [item for pair in deltas.items() for item in pair]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Account._meta.db_table} AS a SET balance = a.balance + v.delta, updated = now() "
-            f"FROM (VALUES {values}) AS v(id, delta) WHERE a.id = v.id",
-            params,
+            f"WITH t AS ({transactions_sql} RETURNING id, idempotency_key), e AS ({entries_sql}), "
+            f"b AS (UPDATE {Account._meta.db_table} AS a SET balance = a.balance + v.delta, updated = now() "
+            f"FROM (VALUES {values}) AS v(id, delta) WHERE a.id = v.id) "
+            "SELECT idempotency_key, id FROM t",
+            [*transactions_params, *entries_params, *deltas_params],
         )
+        ids = dict(cursor.fetchall())
+    for txn in transactions:
+        txn.pk = ids[txn.idempotency_key]
+        txn._state.adding = False
+    for entry in entries:
+        entry.transaction_id = entry.transaction.pk
 
 
 def _same_lines_or_conflict(existing: Transaction, lines: list[Line]) -> None:

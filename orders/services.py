@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -29,7 +29,9 @@ from cardvault.services import cards_assign, cards_release_for_line, cards_reser
 from catalog.models import Product, Variant
 from catalog.pricing import PriceBook, Quote, money
 from catalog.selectors import variant_units
-from ledger.services import Line, Posting, ledger_post, ledger_post_many, shop_currency
+from core.sql import insert_values
+from ledger.models import Account
+from ledger.services import Line, Posting, ledger_post, ledger_post_many, ledger_post_new, shop_currency
 from orders.errors import (
     CheckoutInputMissing,
     OrderStateError,
@@ -293,9 +295,10 @@ class Sale:
     order: Order
     lines: list[OrderLine]
     assignments: list[CardAssignment]  # each with its card, to reveal
+    accounts: dict[str, Account]  # the ledger accounts it moved, by code, balances after (locked)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def order_sell(
     *,
     items: list[CartItem],
@@ -315,7 +318,8 @@ def order_sell(
     automatic goods, without the reservation round: the codes are taken and sold at once. ``variants``
     (with product, category and tiers loaded) must include every item's variant, all of them automatic
     goods with single-use codes. Not enough codes raises ``OutOfStock``, too little money the
-    ledger's ``InsufficientFunds``; either way nothing is kept.
+    ledger's ``InsufficientFunds``; either way nothing is kept. No savepoints (each costs a round
+    trip): the caller's transaction is all or nothing, and rolls back on either error.
     """
     if not items:
         raise VariantUnavailable("Your order is empty.")
@@ -323,7 +327,7 @@ def order_sell(
         raise VariantUnavailable("Only codes from the vault are sold at once.")
     priced = _items_price(items, variants, book=book, unit_prices=unit_prices)
     now = timezone.now()
-    order = Order.objects.create(
+    order = Order(
         number=order_number_new(),
         email=email.strip().lower(),
         currency=shop_currency(),
@@ -335,22 +339,21 @@ def order_sell(
         delivered_at=now,
         source=source,
     )
-    OrderEvent.objects.bulk_create(
-        [
-            OrderEvent(order=order, from_status="", to_status=S.PENDING_PAYMENT, message="order placed"),
-            OrderEvent(
-                order=order,
-                from_status=S.PENDING_PAYMENT,
-                to_status=S.PAID,
-                message=f"paid via {provider} ({payment_reference})"[:255],
-            ),
-            OrderEvent(order=order, from_status=S.PAID, to_status=S.DELIVERED, message="codes delivered"),
-        ]
-    )
-    lines = OrderLine.objects.bulk_create(
+    events = [
+        OrderEvent(order=order, from_status="", to_status=S.PENDING_PAYMENT, message="order placed"),
+        OrderEvent(
+            order=order,
+            from_status=S.PENDING_PAYMENT,
+            to_status=S.PAID,
+            message=f"paid via {provider} ({payment_reference})"[:255],
+        ),
+        OrderEvent(order=order, from_status=S.PAID, to_status=S.DELIVERED, message="codes delivered"),
+    ]
+    lines = [
         _line_new(order, item, variant, quote, checkout_input, delivered_quantity=item.quantity)
         for item, variant, quote, checkout_input in priced
-    )
+    ]
+    _order_insert(order, events, lines)
     assignments = cards_sell(lines=lines)
     postings = [
         _payment_posting(
@@ -358,8 +361,33 @@ def order_sell(
         )
     ]
     postings += [_cost_posting(order, line, [a for a in assignments if a.order_line is line]) for line in lines]
-    ledger_post_many([posting for posting in postings if posting is not None])
-    return Sale(order=order, lines=lines, assignments=assignments)
+    # The keys name this new order and its lines: they cannot have been posted before.
+    posted = ledger_post_new([posting for posting in postings if posting is not None])
+    return Sale(order=order, lines=lines, assignments=assignments, accounts=posted.accounts)
+
+
+def _order_insert(order: Order, events: list[OrderEvent], lines: list[OrderLine]) -> None:
+    """Insert a new order with its events and lines in one statement (one round trip instead of
+    three); sets the primary keys on the instances."""
+    by_order = {"order": ("(SELECT id FROM o)", [])}
+    order_sql, order_params = insert_values([order])
+    events_sql, events_params = insert_values(events, refs=by_order)
+    lines_sql, lines_params = insert_values(lines, refs=by_order)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH o AS ({order_sql} RETURNING id), e AS ({events_sql}), l AS ({lines_sql} RETURNING id) "
+            "SELECT (SELECT id FROM o), l.id FROM l ORDER BY l.id",
+            [*order_params, *events_params, *lines_params],
+        )
+        rows = cursor.fetchall()
+    # Multi-row VALUES take their ids from the sequence in order (as bulk_create relies on too).
+    order.pk = rows[0][0]
+    order._state.adding = False
+    for line, (_order_id, line_id) in zip(lines, rows, strict=True):
+        line.pk, line.order_id = line_id, order.pk
+        line._state.adding = False
+    for event in events:
+        event.order_id = order.pk
 
 
 def _manual_stock_retake(order: Order) -> None:

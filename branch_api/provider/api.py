@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from branch_api import signing
 from branch_api.provider import errors, selectors, services, webhooks
-from branch_api.provider.models import ApiAuditLog
+from branch_api.provider.models import ApiAuditLog, IdempotencyRecord
 from core.http import client_ip_from
 
 SIGNING_DOC = """Every request is signed: see docs/branch-api.md. Headers `X-Cardmesh-Key` (`prefix.secret`),
@@ -141,18 +141,20 @@ class BranchApiView(APIView):
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         caller = getattr(request, "caller", None)
+        answer = None
         if self._claimed and response.status_code < 500:
-            services.idempotency_finish(
+            answer = IdempotencyRecord(
                 branch=caller.branch,
                 key=self._idempotency_key,
                 fingerprint=self._fingerprint,
-                status=response.status_code,
-                body=response.data,
+                state=IdempotencyRecord.State.DONE,
+                response_status=response.status_code,
+                response_body=response.data,
             )
         else:
             self._claim_release(request)
         raw = request._request
-        ApiAuditLog.objects.create(
+        audit = ApiAuditLog(
             branch=caller.branch if caller else None,
             key_prefix=raw.headers.get(signing.HEADER_KEY, "").partition(".")[0][:16],
             ip=client_ip_from(raw.META),
@@ -166,6 +168,7 @@ class BranchApiView(APIView):
             latency_ms=round((time.perf_counter() - getattr(self, "_started", time.perf_counter())) * 1000, 2),
             request_sha256=hashlib.sha256(getattr(self, "_body", b"") or b"").hexdigest(),
         )
+        services.call_record(audit=audit, answer=answer)
         return response
 
     def _claim_release(self, request) -> None:

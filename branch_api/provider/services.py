@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, JSONField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from branch_api import signing
 from branch_api.provider import errors
 from branch_api.provider.models import (
+    ApiAuditLog,
     ApiCredential,
     BalanceTopUp,
     BranchPurchase,
@@ -25,10 +27,11 @@ from branch_api.provider.models import (
     IdempotencyRecord,
 )
 from cardvault.errors import OutOfStock as VaultOutOfStock
-from catalog.models import Category, PriceList, Product, Variant
+from catalog.models import Category, PriceList, Product, Variant, WholesaleTier
 from catalog.pricing import PriceBook, money
 from core.crypto import decrypt, encrypt
 from core.redis import get_redis, platform_key
+from core.sql import insert_values
 from ledger.errors import InsufficientFunds
 from ledger.models import Account
 from ledger.services import Line, account_get_or_create, ledger_post
@@ -309,16 +312,17 @@ def idempotency_replay(*, caller: ApiCaller, key: str, fingerprint: str) -> Idem
     return record
 
 
-def idempotency_finish(*, branch: Branch, key: str, fingerprint: str, status: int, body: dict) -> None:
-    """Store the answer to replay (in the request's own transaction); the claim lapses by itself."""
-    IdempotencyRecord.objects.create(
-        branch=branch,
-        key=key,
-        fingerprint=fingerprint,
-        state=IdempotencyRecord.State.DONE,
-        response_status=status,
-        response_body=body,
-    )
+def call_record(*, audit: ApiAuditLog, answer: IdempotencyRecord | None = None) -> None:
+    """Write a call's audit row and, for a POST that claimed its key, the answer to replay (the claim
+    lapses by itself) in the call's own transaction: one statement, one round trip."""
+    audit_sql, audit_params = insert_values([audit])
+    if answer is None:
+        sql, params = audit_sql, audit_params
+    else:
+        answer_sql, answer_params = insert_values([answer])
+        sql, params = f"WITH answer AS ({answer_sql}) {audit_sql}", [*answer_params, *audit_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def idempotency_release(*, branch: Branch, key: str) -> None:
@@ -345,6 +349,61 @@ def visible_products(terms: BranchTerms) -> QuerySet[Product]:
     for path in paths:
         condition |= Q(category__path__startswith=path)
     return products.filter(condition)
+
+
+def visible_variants(terms: BranchTerms, variant_ids: list[int]) -> QuerySet[Variant]:
+    """The active variants of ``variant_ids`` the branch may buy: ``visible_products`` as one SQL
+    condition on the variant's own row (no read of the terms' category paths first, no query tree of
+    one condition per path: a purchase's cost must not grow with the catalog or the selection)."""
+    hidden = BranchTerms.hidden_products.through._meta.db_table
+    shown = BranchTerms.visible_products.through._meta.db_table
+    shown_categories = BranchTerms.visible_categories.through._meta.db_table
+    product, category = Product._meta.db_table, Category._meta.db_table
+    # The category paths ("1/4/") hold only digits and slashes: starts_with needs no LIKE escaping.
+    condition = f"""
+        NOT EXISTS (SELECT 1 FROM {hidden} h WHERE h.branchterms_id = %s AND h.product_id = {product}.id)
+        AND (%s
+             OR EXISTS (SELECT 1 FROM {shown} s WHERE s.branchterms_id = %s AND s.product_id = {product}.id)
+             OR EXISTS (SELECT 1 FROM {shown_categories} vc JOIN {category} c ON c.id = vc.category_id
+                        WHERE vc.branchterms_id = %s AND starts_with({category}.path, c.path)))
+    """
+    return (
+        Variant.objects.select_related("product__category")
+        .filter(pk__in=variant_ids, is_active=True, product__is_active=True, product__category__is_active=True)
+        # Table names and fixed SQL only; every value is a parameter.
+        .extra(where=[condition], params=[terms.pk, terms.show_everything, terms.pk, terms.pk])  # noqa: S610
+    )
+
+
+def _with_tiers(variants: QuerySet[Variant]) -> list[Variant]:
+    """The variants with their quantity breaks read in the same query (``prefetch_related("tiers")``
+    costs a second one): the tiers come along as JSON (money as text, never float) and fill the
+    prefetch cache, so ``variant.tiers.all()`` reads nothing."""
+    tier = WholesaleTier._meta.db_table
+    rows = RawSQL(  # noqa: S611 - table names only, no values
+        f"""SELECT coalesce(json_agg(json_build_object(
+                    'id', t.id, 'min_quantity', t.min_quantity, 'unit_price', t.unit_price::text,
+                    'unit_cost', t.unit_cost::text) ORDER BY t.min_quantity), '[]')::jsonb
+            FROM {tier} t WHERE t.variant_id = {Variant._meta.db_table}.id""",
+        [],
+        output_field=JSONField(),
+    )
+    found = list(variants.annotate(tier_rows=rows))
+    for variant in found:
+        tiers = [
+            WholesaleTier(
+                id=row["id"],
+                variant=variant,
+                min_quantity=row["min_quantity"],
+                unit_price=None if row["unit_price"] is None else Decimal(row["unit_price"]),
+                unit_cost=None if row["unit_cost"] is None else Decimal(row["unit_cost"]),
+            )
+            for row in variant.tier_rows
+        ]
+        cached = WholesaleTier.objects.filter(variant=variant).order_by("min_quantity")
+        cached._result_cache, cached._prefetch_done = tiers, True
+        variant._prefetched_objects_cache = {"tiers": cached}
+    return found
 
 
 def visible_categories(terms: BranchTerms) -> QuerySet[Category]:
@@ -391,17 +450,11 @@ def branch_purchase(
     from branch_api.provider.webhooks import webhook_emit_balance_low, webhook_emit_order_status_changed
     from orders.services import CartItem, order_mark_paid, order_place, order_sell
 
-    existing = BranchPurchase.objects.select_related("order").filter(branch=caller.branch, reference=reference).first()
-    if existing:
-        return existing, False
-    # Only the requested variants, restricted to what the branch may see (a subquery, not a list of
-    # every visible product: the cost must not grow with the catalog).
-    variants = (
-        Variant.objects.select_related("product__category")
-        .prefetch_related("tiers")
-        .filter(pk__in=[i.variant_id for i in items], is_active=True, product__in=visible_products(caller.terms))
-    )
-    variants = {v.pk: v for v in variants}
+    account, earlier_id = _balance_and_earlier_purchase(caller.branch, reference)
+    if earlier_id:
+        return BranchPurchase.objects.select_related("order").get(pk=earlier_id), False
+    # Only the requested variants, restricted to what the branch may see.
+    variants = {v.pk: v for v in _with_tiers(visible_variants(caller.terms, [i.variant_id for i in items]))}
     if any(item.variant_id not in variants for item in items):
         raise errors.NotFound("Unknown or invisible variant.", field="items")
     book = branch_price_book(caller.terms)
@@ -409,7 +462,6 @@ def branch_purchase(
     total = sum((costs[i.variant_id] * i.quantity for i in items), Decimal("0"))
     if expected_total is not None and money(expected_total) != total:
         raise errors.ExpectedTotalMismatch(f"The total at cost is {total}.", field="expected_total")
-    account = branch_balance_account(caller.branch)
     if account.natural_balance < total:
         raise errors.InsufficientBalance(f"Balance {account.natural_balance}, order {total}.")
     funding_account = account.code
@@ -448,7 +500,12 @@ def branch_purchase(
                 _reusable_uses_taken(order)
             # Recorded with the purchase, sent after it commits.
             webhook_emit_order_status_changed(purchase=purchase)
-            webhook_emit_balance_low(branch=caller.branch, threshold=caller.terms.low_balance_threshold, spent=total)
+            webhook_emit_balance_low(
+                branch=caller.branch,
+                threshold=caller.terms.low_balance_threshold,
+                spent=total,
+                account=sale.accounts[funding_account] if sale else None,
+            )
     except VaultOutOfStock as exc:
         raise errors.OutOfStock(exc.message) from exc
     except InsufficientFunds as exc:
@@ -463,6 +520,20 @@ def branch_purchase(
         return existing, False
     purchase.sale = sale
     return purchase, True
+
+
+def _balance_and_earlier_purchase(branch: Branch, reference: str) -> tuple[Account, int | None]:
+    """The branch's balance account and the id of the purchase it already made under ``reference``,
+    if any: one query (two the first time, when the account is created)."""
+    earlier = BranchPurchase.objects.filter(branch=branch, reference=reference).values("pk")[:1]
+    account = (
+        Account.objects.filter(code=balance_account_code(branch.pk))
+        .annotate(earlier_purchase_id=Subquery(earlier))
+        .first()
+    )
+    if account is None:
+        return branch_balance_account(branch), earlier.values_list("pk", flat=True).first()
+    return account, account.earlier_purchase_id
 
 
 def _reusable_uses_taken(order: Order) -> None:

@@ -478,11 +478,15 @@ def webhook_emit_order_status_changed(*, purchase: BranchPurchase) -> list[Webho
     return webhook_emit(branch=purchase.branch, event_type=ORDER_STATUS_CHANGED, data=data)
 
 
-def webhook_emit_balance_low(*, branch: Branch, threshold: Decimal, spent: Decimal) -> list[WebhookDelivery]:
+def webhook_emit_balance_low(
+    *, branch: Branch, threshold: Decimal, spent: Decimal, account: Account | None = None
+) -> list[WebhookDelivery]:
     """``balance.low`` when spending ``spent`` just took the branch balance from at or above
     ``threshold`` to below it: once per crossing (call after the debit, in its transaction, where the
-    ledger holds the account's lock)."""
-    account = Account.objects.filter(code=balance_account_code(branch.pk)).first()
+    ledger holds the account's lock). ``account``: the balance account as the debit left it, if the
+    caller has it (read again otherwise)."""
+    if account is None:
+        account = Account.objects.filter(code=balance_account_code(branch.pk)).first()
     if account is None:
         return []
     after = account.natural_balance

@@ -365,3 +365,49 @@ def test_a_product_hidden_from_a_branch_inside_a_visible_category_is_neither_lis
 )
 def test_an_impossible_date_is_a_clear_error_not_a_server_error(alpha_api, url):
     assert _error(alpha_api.get(url)) == (400, "invalid")
+
+
+def test_what_a_branch_may_buy_is_what_it_is_shown(alpha_api):
+    """The purchase checks visibility in its own SQL; it must agree with the catalog listing for every
+    kind of rule: a visible category's subtree, a single visible product, a hidden product, an
+    inactive category, an inactive variant, and the whole catalog."""
+    from branch_api.provider.services import terms_ensure
+    from catalog.models import Category
+    from tests.commerce import product_with_codes
+
+    with schema_context("public"):
+        root = Category.objects.create(name="Visible root", slug="visible-root")
+        child = Category.objects.create(name="Visible child", slug="visible-child", parent=root)
+        other = Category.objects.create(name="Elsewhere", slug="elsewhere")
+        closed = Category.objects.create(name="Closed", slug="closed", parent=root)
+        in_child = product_with_codes(codes=3, cost="10.00", price="12.00", category=child)
+        elsewhere = product_with_codes(codes=3, cost="10.00", price="12.00", category=other)
+        picked = product_with_codes(codes=3, cost="10.00", price="12.00", category=other)
+        hidden = product_with_codes(codes=3, cost="10.00", price="12.00", category=child)
+        in_closed = product_with_codes(codes=3, cost="10.00", price="12.00", category=closed)
+        retired = product_with_codes(codes=3, cost="10.00", price="12.00", category=child)
+        Category.objects.filter(pk=closed.pk).update(is_active=False)
+        type(retired).objects.filter(pk=retired.pk).update(is_active=False)
+        terms = terms_ensure(Branch.objects.get(slug="alpha"))
+        terms.visible_categories.add(root)
+        terms.visible_products.add(picked.product)
+        terms.hidden_products.add(hidden.product)
+    top_up("alpha", "500.00")
+
+    def listed() -> set[int]:
+        return {p["id"] for p in alpha_api.get("/api/branch/v1/products?page_size=500").json()["results"]}
+
+    def bought(variant, n: int) -> bool:
+        answer = _buy(alpha_api, variant, reference=f"vis-{variant.pk}-{n}", key=f"vis-key-{variant.pk}-{n}")
+        assert answer.status_code in (201, 404), answer.json()
+        return answer.status_code == 201
+
+    everyone = [in_child, elsewhere, picked, hidden, in_closed, retired]
+    assert listed() >= {in_child.product_id, picked.product_id}
+    assert not listed() & {elsewhere.product_id, hidden.product_id, in_closed.product_id}
+    assert [bought(v, 1) for v in everyone] == [True, False, True, False, False, False]
+
+    with schema_context("public"):
+        BranchTerms.objects.filter(branch__slug="alpha").update(show_everything=True)
+    assert listed() >= {in_child.product_id, elsewhere.product_id, picked.product_id}
+    assert [bought(v, 2) for v in everyone] == [True, True, True, False, False, False]
