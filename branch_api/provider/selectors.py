@@ -42,15 +42,21 @@ def categories_payload(terms: BranchTerms) -> list[dict]:
 def _products_payload(terms: BranchTerms, products) -> list[dict]:
     products = list(
         products.select_related("category").prefetch_related(
-            Prefetch("variants", queryset=Variant.objects.prefetch_related("tiers").order_by("sort_order", "pk"))
+            # A plain list (to_attr): ``.all()`` on a related manager clones a queryset every time, and
+            # a full sync walks tens of thousands of variants.
+            Prefetch(
+                "variants",
+                queryset=Variant.objects.prefetch_related("tiers").order_by("sort_order", "pk"),
+                to_attr="variant_list",
+            )
         )
     )
     book = branch_price_book(terms)
-    stock = variant_stock([v.pk for p in products for v in p.variants.all()])
+    stock = variant_stock([v.pk for p in products for v in p.variant_list])
     payload = []
     for product in products:
         variants = []
-        for variant in product.variants.all():
+        for variant in product.variant_list:
             variant.product = product
             quote = book.quote(variant, category_path=product.category.path)
             units = variant_units(product, variant, stock)
