@@ -307,9 +307,13 @@ def test_the_event_dedupe_lookup_can_use_its_index():
     from django.db import connection
 
     with schema_context("alpha"):
-        lookup = PaymentCallback.objects.filter(
-            provider="stripe", accepted=True, error_code="", payload__event_id="evt_1"
-        ).only("pk")
+        # As the dedupe asks it (``.exists()``: no ordering, one row); an ORDER BY created would let the
+        # planner walk the created index instead.
+        lookup = (
+            PaymentCallback.objects.filter(provider="stripe", accepted=True, error_code="", payload__event_id="evt_1")
+            .order_by()
+            .values("pk")[:1]
+        )
         sql, params = lookup.query.sql_with_params()
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_seqscan = off")
