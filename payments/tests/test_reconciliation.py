@@ -7,11 +7,8 @@ transactions, read through the real ``stripe`` library; epay is the order-query 
 
 from __future__ import annotations
 
-import json
-import threading
 from datetime import timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -32,6 +29,7 @@ from payments.tests.test_epay import _configure as epay_configure
 from payments.tests.test_stripe import _configure as stripe_configure
 from payments.tests.test_stripe import _event, _send
 from tests.commerce import pay, place, product_with_codes
+from tests.fake_http import JsonHandler, local_server
 
 pytestmark = pytest.mark.django_db
 Kind = ReconciliationItem.Kind
@@ -48,15 +46,7 @@ class FakeStripeApi:
         self.refuse_key = False
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self, status: int, answer: dict) -> None:
-                body = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(JsonHandler):
             def do_POST(self):
                 form = dict(parse_qsl(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()))
                 session_id = f"cs_test_{form['client_reference_id'][:12]}"
@@ -96,12 +86,7 @@ class FakeStripeApi:
                     {"object": "list", "url": "/v1/balance_transactions", "has_more": len(rows) > PAGE, "data": page},
                 )
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server, self.url, self.thread = local_server(Handler)
 
     def charge(self, charge_id: str, *, amount: int, currency: str, created, payment_intent: str = "", **txn):
         """A charge as Stripe books it: ``amount`` in the customer's currency; the balance transaction

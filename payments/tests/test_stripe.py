@@ -7,9 +7,7 @@ signed with the library's own helper, exactly as Stripe signs them.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
 import pytest
@@ -23,6 +21,7 @@ from payments.channels import payment_channel_save
 from payments.models import PaymentAttempt, PaymentCallback, PaymentChannel
 from payments.services import payment_start
 from tests.commerce import place, product_with_codes
+from tests.fake_http import JsonHandler, local_server
 
 SECRET_KEY = "sk_test_" + "s" * 24
 WEBHOOK_SECRET = "whsec_" + "w" * 32
@@ -42,15 +41,7 @@ class FakeStripe:
         self.refund_error: tuple[int, dict] | None = None
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self, status: int, answer: dict) -> None:
-                body = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(JsonHandler):
             def do_GET(self):
                 api.requests.append({"method": "GET", "path": self.path, "headers": dict(self.headers), "form": {}})
                 if self.path.startswith("/v1/refunds?"):
@@ -107,12 +98,7 @@ class FakeStripe:
                     )
                 self._answer(status, answer)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server, self.url, self.thread = local_server(Handler)
 
 
 @pytest.fixture
