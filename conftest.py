@@ -48,10 +48,14 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
 
 @pytest.fixture(autouse=True)
 def _fresh_state():
-    """Each test starts on the public schema with no rate-limit counters, cache or host lookups
-    left by another test (a test client request leaves the connection on the branch it visited)."""
+    """Each test starts on the public schema with no rate-limit counters, cache, host lookups or
+    remembered API callers left by another test (a test client request leaves the connection on the
+    branch it visited)."""
+    from branch_api.provider.callers import callers_forget
+
     connection.set_schema_to_public()
     _redis_flush_test_keys()
+    callers_forget()
     yield
 
 

@@ -17,7 +17,8 @@ Everything made on Site A (public schema) carries the run's prefix and is delete
 ledger entries it caused (account balances restored); the branch is dropped. Counts scale with
 BENCH_API_PURCHASES, BENCH_API_PROFILE_PURCHASES, BENCH_API_LARGE_CATALOG_PURCHASES, BENCH_SYNC_PRODUCTS,
 BENCH_SYNC_VARIANTS and BENCH_SYNC_CHANGES; BENCH_PROFILE_API=1 profiles the purchases even when the
-target is met, and BENCH_API_QUERIES=1 prints the SQL of one purchase.
+target is met, BENCH_PROFILE_FILE=<path> keeps the whole cProfile there (for pstats or snakeviz), and
+BENCH_API_QUERIES=1 prints the SQL of one purchase.
 ``python -m bench.run network`` runs only these.
 """
 
@@ -42,11 +43,13 @@ API_PURCHASES = int(os.environ.get("BENCH_API_PURCHASES", "300"))
 API_PROFILE_PURCHASES = int(os.environ.get("BENCH_API_PROFILE_PURCHASES", "50"))
 LARGE_CATALOG_PURCHASES = int(os.environ.get("BENCH_API_LARGE_CATALOG_PURCHASES", "100"))
 PROFILE_API = os.environ.get("BENCH_PROFILE_API", "") not in ("", "0")
+PROFILE_FILE = os.environ.get("BENCH_PROFILE_FILE", "")
 SHOW_QUERIES = os.environ.get("BENCH_API_QUERIES", "") not in ("", "0")
 SYNC_PRODUCTS = int(os.environ.get("BENCH_SYNC_PRODUCTS", "10000"))
 SYNC_VARIANTS = max(int(os.environ.get("BENCH_SYNC_VARIANTS", "2")), 1)
 SYNC_CHANGES = min(int(os.environ.get("BENCH_SYNC_CHANGES", "100")), SYNC_PRODUCTS)
 SYNC_CATEGORIES = 20
+QUERY_TIMING_PURCHASES = 20
 SYNC_CODES = 50  # codes of the one variant given stock by the single import_commit
 WARMUP_PURCHASES = 10
 PREFIX = "bnet"
@@ -295,6 +298,7 @@ def _api_shop(branch, tag: str) -> _ApiShop:
 
     # +1: the purchase whose queries are counted.
     planned = WARMUP_PURCHASES + API_PURCHASES + 1 + API_PROFILE_PURCHASES + WARMUP_PURCHASES + LARGE_CATALOG_PURCHASES
+    planned += QUERY_TIMING_PURCHASES if SHOW_QUERIES else 0
     connection.set_schema_to_public()
     category = _root_category(tag, "api")
     product = Product.objects.create(category=category, name="Bench API card", slug=f"{tag}-api-card")
@@ -341,9 +345,7 @@ def bench_api_purchase(shop: _ApiShop, *, sql_floor: Callable[[int], float]) -> 
             buyer.purchase()
     wire = _wire_counts(messages)
     if SHOW_QUERIES:
-        print(f"queries of one branch API purchase ({len(queries)}):")
-        for sql in queries:
-            print(f"  {sql[:200]}")
+        _queries_show(buyer, queries)
     rate = per_round * API_ROUNDS / seconds
     sql_rate = statistics.median(r["sql_sales_per_s"] for r in rounds)
     ratio = statistics.median(r["ratio"] for r in rounds)
@@ -371,6 +373,38 @@ def bench_api_purchase(shop: _ApiShop, *, sql_floor: Callable[[int], float]) -> 
         result["profile_purchases"] = API_PROFILE_PURCHASES
         result["profile_top"] = profile
     return result
+
+
+def _queries_show(buyer: _SignedBranch, queries: list[str], *, purchases: int = QUERY_TIMING_PURCHASES) -> None:
+    """The statements of one purchase, each with its median wall time over ``purchases`` more purchases
+    (time spent in the database driver, round trip included) and the share of a purchase it is."""
+    from django.db import connection
+
+    timings: list[list[float]] = []
+
+    def timed(execute, sql, *args):
+        started = time.perf_counter()
+        try:
+            return execute(sql, *args)
+        finally:
+            timings[-1].append(time.perf_counter() - started)
+
+    took = []
+    with connection.execute_wrapper(timed):
+        for _ in range(purchases):
+            timings.append([])
+            started = time.perf_counter()
+            buyer.purchase()
+            took.append(time.perf_counter() - started)
+    per_purchase = statistics.median(took) * 1000
+    same_shape = [t for t in timings if len(t) == len(queries)]
+    print(f"queries of one branch API purchase ({len(queries)}; {per_purchase:.2f} ms a purchase, median):")
+    for position, sql in enumerate(queries):
+        ms = statistics.median(t[position] for t in same_shape) * 1000 if same_shape else float("nan")
+        print(f"  {ms:6.2f} ms  {' '.join(sql.split())[:160]}")
+    if same_shape:
+        in_sql = statistics.median(sum(t) for t in same_shape) * 1000
+        print(f"  {in_sql:6.2f} ms  in these statements; the rest is Python, Redis and COMMIT")
 
 
 @contextmanager
@@ -442,6 +476,8 @@ def _purchases_profile(buyer: _SignedBranch, *, count: int) -> list[dict]:
     """cProfile of ``count`` more purchases; the entries of our own code with the most cumulative time."""
     profiler = cProfile.Profile()
     profiler.runcall(buyer.seconds_for, count)
+    if PROFILE_FILE:
+        profiler.dump_stats(PROFILE_FILE)
     stats = pstats.Stats(profiler)
     rows = []
     for (filename, line, function), (_calls, primitive, own, cumulative, _callers) in stats.stats.items():

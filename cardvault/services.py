@@ -493,9 +493,18 @@ class RevealedCode:
 
 
 def cards_reveal(
-    *, cards: list[Card], channel: str, order_number: str = "", user=None, ip: str | None = None, user_agent: str = ""
+    *,
+    cards: list[Card],
+    channel: str,
+    order_number: str = "",
+    user=None,
+    ip: str | None = None,
+    user_agent: str = "",
+    log_into: list | None = None,
 ) -> list[RevealedCode]:
-    """Decrypt codes to show or send them, logging one reveal row per code."""
+    """Decrypt codes to show or send them, logging one reveal row per code. ``log_into``: a list of rows
+    the caller writes itself, later in the same transaction (the reveal rows are added to it instead of
+    inserted now)."""
     revealed = [
         RevealedCode(
             card_id=card.pk,
@@ -506,7 +515,7 @@ def cards_reveal(
         )
         for card in cards
     ]
-    CardReveal.objects.bulk_create(
+    rows = [
         CardReveal(
             card=card,
             channel=channel,
@@ -516,7 +525,11 @@ def cards_reveal(
             user_agent=(user_agent or "")[:255],
         )
         for card in cards
-    )
+    ]
+    if log_into is not None:
+        log_into.extend(rows)
+    else:
+        CardReveal.objects.bulk_create(rows)
     return revealed
 
 

@@ -12,6 +12,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from core.querysets import UpdateSignallingQuerySet
+
 MONEY = {"max_digits": 18, "decimal_places": 2}
 ZERO = Decimal("0.00")
 
@@ -30,6 +32,8 @@ class Category(models.Model):
     is_active = models.BooleanField(_("active"), default=True)
     path = models.CharField(max_length=255, editable=False, db_index=True, default="")
     depth = models.PositiveSmallIntegerField(editable=False, default=0)
+
+    objects = UpdateSignallingQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("category")
@@ -264,6 +268,8 @@ class PriceList(models.Model):
     is_default = models.BooleanField(_("storefront default"), default=False)
     created = models.DateTimeField(auto_now_add=True)
 
+    objects = UpdateSignallingQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("price list")
         verbose_name_plural = _("price lists")
@@ -302,6 +308,8 @@ class PriceRule(models.Model):
     rounding = models.CharField(_("rounding"), max_length=8, choices=Rounding.choices, default=Rounding.NONE)
     is_active = models.BooleanField(_("active"), default=True)
     updated = models.DateTimeField(auto_now=True)
+
+    objects = UpdateSignallingQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("price rule")

@@ -48,3 +48,35 @@ def insert_values(objs: list[Model], *, refs: Refs | Callable[[Model], Refs] | N
         rows.append(f"({', '.join(placeholders)})")
     columns = ", ".join(quote(f.column) for f in fields)
     return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join(rows)}", params
+
+
+def select_list(model: type[Model], alias: str) -> str:
+    """``alias.col1, alias.col2, ...``: every concrete column of ``model`` in field order, for a
+    hand-written SELECT whose rows ``from_row`` turns back into instances."""
+    quote = connection.ops.quote_name
+    return ", ".join(f"{alias}.{quote(f.column)}" for f in model._meta.concrete_fields)
+
+
+def from_row(model: type[Model], values) -> Model:
+    """The ``model`` instance of a row's values in ``select_list`` order, converted as the ORM converts
+    them (``from_db_value``), marked as loaded from the database."""
+    fields = model._meta.concrete_fields
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        for converter in field.get_db_converters(connection):
+            value = converter(value, field, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, None, converted)
+
+
+def insert_one(obj: Model) -> Model:
+    """``obj.save()`` for a new row of a hot path, without building the INSERT through the ORM (no
+    signals are sent: use it only for models nothing listens to)."""
+    sql, params = insert_values([obj])
+    pk = obj._meta.pk
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(pk.column)}", params)
+        obj.pk = cursor.fetchone()[0]
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return obj

@@ -3,6 +3,8 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 from django_tenants.models import DomainMixin, TenantMixin
 
+from core.querysets import UpdateSignallingQuerySet
+
 
 class Branch(TenantMixin):
     """A shop with its own PostgreSQL schema. The row with schema ``public`` is Site A itself."""
@@ -30,6 +32,8 @@ class Branch(TenantMixin):
     # not by TenantMixin.save(); schemas are never dropped implicitly.
     auto_create_schema = False
     auto_drop_schema = False
+
+    objects = UpdateSignallingQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("branch")

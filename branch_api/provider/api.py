@@ -76,6 +76,8 @@ class BranchApiView(APIView):
 
     def dispatch(self, request, *args, **kwargs):
         self._claimed = self._replayed = False
+        # Rows the call adds to its audit row's statement (e.g. the log of the codes it revealed).
+        self.rows_to_write: list = []
         try:
             if not self.one_transaction:
                 return super().dispatch(request, *args, **kwargs)
@@ -168,7 +170,7 @@ class BranchApiView(APIView):
             latency_ms=round((time.perf_counter() - getattr(self, "_started", time.perf_counter())) * 1000, 2),
             request_sha256=hashlib.sha256(getattr(self, "_body", b"") or b"").hexdigest(),
         )
-        services.call_record(audit=audit, answer=answer)
+        services.call_record(audit=audit, answer=answer, rows=self.rows_to_write)
         return response
 
     def _claim_release(self, request) -> None:
@@ -292,7 +294,9 @@ class Orders(BranchApiView):
             items=[services.PurchaseItem(**item) for item in data.validated_data["items"]],
             expected_total=data.validated_data.get("expected_total"),
         )
-        body = {"order": selectors.order_payload(purchase, with_codes=True, request=request)}
+        body = {
+            "order": selectors.order_payload(purchase, with_codes=True, request=request, reveal_log=self.rows_to_write)
+        }
         return Response(body, status=201 if created else 200)
 
 
@@ -300,7 +304,8 @@ class OrderDetail(BranchApiView):
     @extend_schema(tags=["branch"], parameters=SIGNED_HEADERS, responses=OpenApiTypes.OBJECT)
     def get(self, request, reference: str):
         purchase = selectors.purchase_get(request.caller.branch, reference)
-        return Response({"order": selectors.order_payload(purchase, with_codes=True, request=request)})
+        payload = selectors.order_payload(purchase, with_codes=True, request=request, reveal_log=self.rows_to_write)
+        return Response({"order": payload})
 
 
 class Balance(BranchApiView):

@@ -8,6 +8,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from catalog.models import MONEY, Category, PriceList, Product
+from core.querysets import UpdateSignallingQuerySet
 from tenants.models import Branch
 
 
@@ -46,6 +47,8 @@ class BranchTerms(models.Model):
     rate_per_minute = models.PositiveIntegerField(_("requests per minute"), default=600)
     updated = models.DateTimeField(auto_now=True)
 
+    objects = UpdateSignallingQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("branch terms")
         verbose_name_plural = _("branch terms")
@@ -76,6 +79,8 @@ class ApiCredential(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = UpdateSignallingQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("API credential")
@@ -164,6 +169,8 @@ class WebhookEndpoint(models.Model):
     consecutive_failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
     failing_since = models.DateTimeField(_("failing since"), null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
+
+    objects = UpdateSignallingQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("webhook endpoint")

@@ -161,7 +161,9 @@ def purchase_get(branch: Branch, reference: str) -> BranchPurchase:
     return purchase
 
 
-def order_payload(purchase: BranchPurchase, *, with_codes: bool, request=None) -> dict:
+def order_payload(purchase: BranchPurchase, *, with_codes: bool, request=None, reveal_log: list | None = None) -> dict:
+    """The order as the API answers it; ``with_codes`` reveals its codes (logged, or added to
+    ``reveal_log`` for the caller to write in its transaction)."""
     order = purchase.order
     sale = getattr(purchase, "sale", None)  # a purchase just made brings its lines and codes along
     lines = sale.lines if sale else list(order.lines.order_by("pk"))
@@ -182,6 +184,7 @@ def order_payload(purchase: BranchPurchase, *, with_codes: bool, request=None) -
             order_number=order.number,
             ip=request.META.get("REMOTE_ADDR") if request else None,
             user_agent=request.META.get("HTTP_USER_AGENT", "") if request else "",
+            log_into=reveal_log,
         )
         for assignment, code in zip(assignments, revealed, strict=True):
             codes.setdefault(assignment.order_line_id, []).append(

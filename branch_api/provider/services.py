@@ -5,19 +5,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, JSONField, OuterRef, Q, QuerySet, Subquery
-from django.db.models.expressions import RawSQL
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from branch_api import signing
 from branch_api.provider import errors
+from branch_api.provider.callers import caller_copy, caller_record
 from branch_api.provider.models import (
     ApiAuditLog,
     ApiCredential,
@@ -25,13 +28,14 @@ from branch_api.provider.models import (
     BranchPurchase,
     BranchTerms,
     IdempotencyRecord,
+    WebhookEndpoint,
 )
 from cardvault.errors import OutOfStock as VaultOutOfStock
 from catalog.models import Category, PriceList, Product, Variant, WholesaleTier
 from catalog.pricing import PriceBook, money
 from core.crypto import decrypt, encrypt
 from core.redis import get_redis, platform_key
-from core.sql import insert_values
+from core.sql import from_row, insert_one, insert_values, select_list
 from ledger.errors import InsufficientFunds
 from ledger.models import Account
 from ledger.services import Line, account_get_or_create, ledger_post
@@ -175,6 +179,8 @@ class ApiCaller:
     branch: Branch
     credential: ApiCredential
     terms: BranchTerms
+    book: PriceBook | None = None  # the branch's cost rules (``branch_price_book`` when None)
+    endpoints: list[WebhookEndpoint] | None = None  # its active webhook endpoints (read when None)
     calls_this_minute: int = 0
     # POST only: whether this request claimed its Idempotency-Key (otherwise the fingerprint of the
     # request holding it), and whether an earlier request with the key was already answered.
@@ -209,16 +215,12 @@ def request_authenticate(
     if not (api_key and stamp and nonce and given):
         raise errors.MissingCredentials()
     prefix, _, secret = api_key.partition(".")
-    credentials = ApiCredential.objects.select_related("branch__terms__price_list").filter(prefix=prefix)
-    if idempotency:
-        # Whether an earlier request with this key was answered (its claim may have lapsed since).
-        answered = IdempotencyRecord.objects.filter(branch_id=OuterRef("branch_id"), key=idempotency[0])
-        credentials = credentials.annotate(answered_with_key=Exists(answered))
-    credential = credentials.first() if prefix else None
-    if credential is None or not hmac.compare_digest(
-        credential.secret_sha256, hashlib.sha256(secret.encode()).hexdigest()
+    record = caller_record(prefix) if prefix else None
+    if record is None or not hmac.compare_digest(
+        record.credential.secret_sha256, hashlib.sha256(secret.encode()).hexdigest()
     ):
         raise errors.InvalidKey()
+    credential, book, endpoints = caller_copy(record)
     if credential.revoked_at:
         raise errors.KeyRevoked()
     try:
@@ -263,17 +265,31 @@ def request_authenticate(
     # request's transaction: holding the credential's row lock through it would make concurrent calls
     # of the branch wait for each other.
     now = timezone.now()
-    if credential.last_used_at is None or now - credential.last_used_at > timezone.timedelta(seconds=60):
+    if record.credential.last_used_at is None or now - record.credential.last_used_at > timedelta(seconds=60):
+        # The remembered credential too, or every call of the next minute would write it again.
+        record.credential.last_used_at = now
         transaction.on_commit(lambda: ApiCredential.objects.filter(pk=credential.pk).update(last_used_at=now))
     return ApiCaller(
         branch=branch,
         credential=credential,
         terms=terms,
+        book=book,
+        endpoints=endpoints,
         calls_this_minute=calls,
         idempotency_claimed=claimed,
         idempotency_held_by="" if claimed or not claim else (claim[1] or b"").decode(),
-        idempotency_answered=getattr(credential, "answered_with_key", False),
+        # Whether an earlier request with this key was answered (its claim may have lapsed since).
+        idempotency_answered=bool(claimed) and _answered(branch.pk, idempotency[0]),
     )
+
+
+def _answered(branch_id: int, key: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {IdempotencyRecord._meta.db_table} WHERE branch_id = %s AND key = %s LIMIT 1",
+            [branch_id, key],
+        )
+        return cursor.fetchone() is not None
 
 
 def _ip_allowed(client_ip: str | None, allowlist: str) -> bool:
@@ -312,17 +328,22 @@ def idempotency_replay(*, caller: ApiCaller, key: str, fingerprint: str) -> Idem
     return record
 
 
-def call_record(*, audit: ApiAuditLog, answer: IdempotencyRecord | None = None) -> None:
+def call_record(*, audit: ApiAuditLog, answer: IdempotencyRecord | None = None, rows: Sequence[Model] = ()) -> None:
     """Write a call's audit row and, for a POST that claimed its key, the answer to replay (the claim
-    lapses by itself) in the call's own transaction: one statement, one round trip."""
+    lapses by itself), with any ``rows`` the call left to write (of one model or several), in the call's
+    own transaction: one statement, one round trip."""
+    groups: dict[type[Model], list[Model]] = {}
+    for row in [answer, *rows] if answer is not None else rows:
+        groups.setdefault(type(row), []).append(row)
+    ctes, params = [], []
+    for number, group in enumerate(groups.values()):
+        sql, group_params = insert_values(group)
+        ctes.append(f"w{number} AS ({sql})")
+        params.extend(group_params)
     audit_sql, audit_params = insert_values([audit])
-    if answer is None:
-        sql, params = audit_sql, audit_params
-    else:
-        answer_sql, answer_params = insert_values([answer])
-        sql, params = f"WITH answer AS ({answer_sql}) {audit_sql}", [*answer_params, *audit_params]
+    sql = f"WITH {', '.join(ctes)} {audit_sql}" if ctes else audit_sql
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [*params, *audit_params])
 
 
 def idempotency_release(*, branch: Branch, key: str) -> None:
@@ -351,58 +372,58 @@ def visible_products(terms: BranchTerms) -> QuerySet[Product]:
     return products.filter(condition)
 
 
-def visible_variants(terms: BranchTerms, variant_ids: list[int]) -> QuerySet[Variant]:
-    """The active variants of ``variant_ids`` the branch may buy: ``visible_products`` as one SQL
-    condition on the variant's own row (no read of the terms' category paths first, no query tree of
-    one condition per path: a purchase's cost must not grow with the catalog or the selection)."""
+def purchasable_variants(terms: BranchTerms, variant_ids: list[int]) -> list[Variant]:
+    """The active variants of ``variant_ids`` the branch may buy, with product, category and quantity
+    breaks loaded (``variant.tiers.all()`` reads nothing), in one hand-written query: ``visible_products``
+    as one SQL condition on the variant's own row (no read of the terms' category paths first, no query
+    tree of one condition per path: a purchase's cost must not grow with the catalog or the selection),
+    the tiers as JSON (money as text, never float)."""
     hidden = BranchTerms.hidden_products.through._meta.db_table
     shown = BranchTerms.visible_products.through._meta.db_table
     shown_categories = BranchTerms.visible_categories.through._meta.db_table
-    product, category = Product._meta.db_table, Category._meta.db_table
-    # The category paths ("1/4/") hold only digits and slashes: starts_with needs no LIKE escaping.
-    condition = f"""
-        NOT EXISTS (SELECT 1 FROM {hidden} h WHERE h.branchterms_id = %s AND h.product_id = {product}.id)
-        AND (%s
-             OR EXISTS (SELECT 1 FROM {shown} s WHERE s.branchterms_id = %s AND s.product_id = {product}.id)
-             OR EXISTS (SELECT 1 FROM {shown_categories} vc JOIN {category} c ON c.id = vc.category_id
-                        WHERE vc.branchterms_id = %s AND starts_with({category}.path, c.path)))
+    variant, product, category = Variant._meta.db_table, Product._meta.db_table, Category._meta.db_table
+    # Table names and fixed SQL only; every value is a parameter. The category paths ("1/4/") hold only
+    # digits and slashes: starts_with needs no LIKE escaping.
+    sql = f"""
+        SELECT {select_list(Variant, "v")}, {select_list(Product, "p")}, {select_list(Category, "c")},
+               (SELECT coalesce(json_agg(json_build_object(
+                           'id', t.id, 'min_quantity', t.min_quantity, 'unit_price', t.unit_price::text,
+                           'unit_cost', t.unit_cost::text) ORDER BY t.min_quantity), '[]')::text
+                FROM {WholesaleTier._meta.db_table} t WHERE t.variant_id = v.id)
+        FROM {variant} v JOIN {product} p ON p.id = v.product_id JOIN {category} c ON c.id = p.category_id
+        WHERE v.id = ANY(%s) AND v.is_active AND p.is_active AND c.is_active
+          AND NOT EXISTS (SELECT 1 FROM {hidden} h WHERE h.branchterms_id = %s AND h.product_id = p.id)
+          AND (%s
+               OR EXISTS (SELECT 1 FROM {shown} s WHERE s.branchterms_id = %s AND s.product_id = p.id)
+               OR EXISTS (SELECT 1 FROM {shown_categories} vc JOIN {category} vcc ON vcc.id = vc.category_id
+                          WHERE vc.branchterms_id = %s AND starts_with(c.path, vcc.path)))
+        ORDER BY v.id
     """
-    return (
-        Variant.objects.select_related("product__category")
-        .filter(pk__in=variant_ids, is_active=True, product__is_active=True, product__category__is_active=True)
-        # Table names and fixed SQL only; every value is a parameter.
-        .extra(where=[condition], params=[terms.pk, terms.show_everything, terms.pk, terms.pk])  # noqa: S610
-    )
-
-
-def _with_tiers(variants: QuerySet[Variant]) -> list[Variant]:
-    """The variants with their quantity breaks read in the same query (``prefetch_related("tiers")``
-    costs a second one): the tiers come along as JSON (money as text, never float) and fill the
-    prefetch cache, so ``variant.tiers.all()`` reads nothing."""
-    tier = WholesaleTier._meta.db_table
-    rows = RawSQL(  # noqa: S611 - table names only, no values
-        f"""SELECT coalesce(json_agg(json_build_object(
-                    'id', t.id, 'min_quantity', t.min_quantity, 'unit_price', t.unit_price::text,
-                    'unit_cost', t.unit_cost::text) ORDER BY t.min_quantity), '[]')::jsonb
-            FROM {tier} t WHERE t.variant_id = {Variant._meta.db_table}.id""",
-        [],
-        output_field=JSONField(),
-    )
-    found = list(variants.annotate(tier_rows=rows))
-    for variant in found:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [list(variant_ids), terms.pk, terms.show_everything, terms.pk, terms.pk])
+        rows = cursor.fetchall()
+    widths = [len(model._meta.concrete_fields) for model in (Variant, Product, Category)]
+    found = []
+    for row in rows:
+        v_end, p_end = widths[0], widths[0] + widths[1]
+        found_variant = from_row(Variant, row[:v_end])
+        found_product = from_row(Product, row[v_end:p_end])
+        found_product.category = from_row(Category, row[p_end : p_end + widths[2]])
+        found_variant.product = found_product
         tiers = [
             WholesaleTier(
-                id=row["id"],
-                variant=variant,
-                min_quantity=row["min_quantity"],
-                unit_price=None if row["unit_price"] is None else Decimal(row["unit_price"]),
-                unit_cost=None if row["unit_cost"] is None else Decimal(row["unit_cost"]),
+                id=tier["id"],
+                variant=found_variant,
+                min_quantity=tier["min_quantity"],
+                unit_price=None if tier["unit_price"] is None else Decimal(tier["unit_price"]),
+                unit_cost=None if tier["unit_cost"] is None else Decimal(tier["unit_cost"]),
             )
-            for row in variant.tier_rows
+            for tier in json.loads(row[-1])
         ]
-        cached = WholesaleTier.objects.filter(variant=variant).order_by("min_quantity")
+        cached = WholesaleTier.objects.filter(variant=found_variant).order_by("min_quantity")
         cached._result_cache, cached._prefetch_done = tiers, True
-        variant._prefetched_objects_cache = {"tiers": cached}
+        found_variant._prefetched_objects_cache = {"tiers": cached}
+        found.append(found_variant)
     return found
 
 
@@ -454,10 +475,10 @@ def branch_purchase(
     if earlier_id:
         return BranchPurchase.objects.select_related("order").get(pk=earlier_id), False
     # Only the requested variants, restricted to what the branch may see.
-    variants = {v.pk: v for v in _with_tiers(visible_variants(caller.terms, [i.variant_id for i in items]))}
+    variants = {v.pk: v for v in purchasable_variants(caller.terms, [i.variant_id for i in items])}
     if any(item.variant_id not in variants for item in items):
         raise errors.NotFound("Unknown or invisible variant.", field="items")
-    book = branch_price_book(caller.terms)
+    book = caller.book or branch_price_book(caller.terms)
     costs = {i.variant_id: book.quote(variants[i.variant_id], quantity=i.quantity).unit_price for i in items}
     total = sum((costs[i.variant_id] * i.quantity for i in items), Decimal("0"))
     if expected_total is not None and money(expected_total) != total:
@@ -485,9 +506,7 @@ def branch_purchase(
                 order = sale.order
             else:  # goods delivered later (by staff, or bought upstream) take the storefront's path
                 order = order_place(items=cart, email=email, unit_prices=costs, source=Order.Source.BRANCH_API)
-            purchase = BranchPurchase.objects.create(
-                branch=caller.branch, reference=reference, order=order, total=total
-            )
+            purchase = insert_one(BranchPurchase(branch=caller.branch, reference=reference, order=order, total=total))
             if sale is None:
                 purchase.order = order_mark_paid(
                     order_id=order.pk,
@@ -499,12 +518,13 @@ def branch_purchase(
                 )
                 _reusable_uses_taken(order)
             # Recorded with the purchase, sent after it commits.
-            webhook_emit_order_status_changed(purchase=purchase)
+            webhook_emit_order_status_changed(purchase=purchase, endpoints=caller.endpoints)
             webhook_emit_balance_low(
                 branch=caller.branch,
                 threshold=caller.terms.low_balance_threshold,
                 spent=total,
                 account=sale.accounts[funding_account] if sale else None,
+                endpoints=caller.endpoints,
             )
     except VaultOutOfStock as exc:
         raise errors.OutOfStock(exc.message) from exc
@@ -525,15 +545,18 @@ def branch_purchase(
 def _balance_and_earlier_purchase(branch: Branch, reference: str) -> tuple[Account, int | None]:
     """The branch's balance account and the id of the purchase it already made under ``reference``,
     if any: one query (two the first time, when the account is created)."""
-    earlier = BranchPurchase.objects.filter(branch=branch, reference=reference).values("pk")[:1]
-    account = (
-        Account.objects.filter(code=balance_account_code(branch.pk))
-        .annotate(earlier_purchase_id=Subquery(earlier))
-        .first()
-    )
-    if account is None:
-        return branch_balance_account(branch), earlier.values_list("pk", flat=True).first()
-    return account, account.earlier_purchase_id
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {select_list(Account, 'a')}, (SELECT bp.id FROM {BranchPurchase._meta.db_table} bp "
+            "WHERE bp.branch_id = %s AND bp.reference = %s) "
+            f"FROM {Account._meta.db_table} a WHERE a.code = %s",
+            [branch.pk, reference, balance_account_code(branch.pk)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        earlier = BranchPurchase.objects.filter(branch=branch, reference=reference).values_list("pk", flat=True)
+        return branch_balance_account(branch), earlier.first()
+    return from_row(Account, row[:-1]), row[-1]
 
 
 def _reusable_uses_taken(order: Order) -> None:

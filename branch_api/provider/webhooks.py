@@ -347,12 +347,18 @@ def _delivery_create(endpoints: list[WebhookEndpoint], event_type: str, data: di
     return deliveries
 
 
-def webhook_emit(*, branch: Branch, event_type: str, data: dict) -> list[WebhookDelivery]:
+def webhook_emit(
+    *, branch: Branch, event_type: str, data: dict, endpoints: list[WebhookEndpoint] | None = None
+) -> list[WebhookDelivery]:
     """Record ``event_type`` for each active endpoint of ``branch`` that subscribes to it, in the caller's
-    transaction, and queue the sending once it commits."""
+    transaction, and queue the sending once it commits. ``endpoints``: the branch's active endpoints,
+    if the caller has them (an API call does), else they are read."""
     if branch.status != Branch.Status.ACTIVE:
         return []
-    endpoints = list(WebhookEndpoint.objects.filter(_subscribes(event_type), branch=branch, is_active=True))
+    if endpoints is None:
+        endpoints = list(WebhookEndpoint.objects.filter(_subscribes(event_type), branch=branch, is_active=True))
+    else:
+        endpoints = [e for e in endpoints if e.is_active and (not e.events or event_type in e.events)]
     if not endpoints:
         return []
     return _delivery_create(endpoints, event_type, data)
@@ -470,16 +476,23 @@ def webhook_emit_price_changed(
     return created
 
 
-def webhook_emit_order_status_changed(*, purchase: BranchPurchase) -> list[WebhookDelivery]:
+def webhook_emit_order_status_changed(
+    *, purchase: BranchPurchase, endpoints: list[WebhookEndpoint] | None = None
+) -> list[WebhookDelivery]:
     """``order.status_changed`` for the Site A order of a branch's purchase through the API."""
     if not _on_site_a():
         return []
     data = {"reference": purchase.reference, "number": purchase.order.number, "status": purchase.order.status}
-    return webhook_emit(branch=purchase.branch, event_type=ORDER_STATUS_CHANGED, data=data)
+    return webhook_emit(branch=purchase.branch, event_type=ORDER_STATUS_CHANGED, data=data, endpoints=endpoints)
 
 
 def webhook_emit_balance_low(
-    *, branch: Branch, threshold: Decimal, spent: Decimal, account: Account | None = None
+    *,
+    branch: Branch,
+    threshold: Decimal,
+    spent: Decimal,
+    account: Account | None = None,
+    endpoints: list[WebhookEndpoint] | None = None,
 ) -> list[WebhookDelivery]:
     """``balance.low`` when spending ``spent`` just took the branch balance from at or above
     ``threshold`` to below it: once per crossing (call after the debit, in its transaction, where the
@@ -496,7 +509,7 @@ def webhook_emit_balance_low(
     if branch.owner_email:
         # The owner hears about it too, whether or not the branch listens to webhooks.
         transaction.on_commit(lambda: _balance_low_mail(branch.pk, data))
-    return webhook_emit(branch=branch, event_type=BALANCE_LOW, data=data)
+    return webhook_emit(branch=branch, event_type=BALANCE_LOW, data=data, endpoints=endpoints)
 
 
 def _balance_low_mail(branch_id: int, data: dict) -> None:

@@ -23,12 +23,13 @@ from orders.models import OrderEvent
 from tenants.models import Branch
 
 # Statements of one purchase of vault codes (besides django-tenants' `SET search_path`), whatever
-# the quantity: the credential; the balance with any earlier purchase of the reference; the variants
-# with visibility and tiers; the sale (savepoint, order with lines and events, codes with their
-# assignments, accounts locked, journal rows with balances, release); the purchase; the webhook
-# endpoints; the reveal log; the audit row with the stored answer.
-# 15 here, where the call's own transaction is a savepoint of the test's (13 outside tests).
-PURCHASE_QUERIES = 15
+# the quantity: whether the Idempotency-Key was answered before; the balance with any earlier purchase
+# of the reference; the variants with visibility and tiers; the sale (savepoint, order with lines and
+# events, codes with their assignments, accounts locked, journal rows with balances, release); the
+# purchase; the audit row with the stored answer and the reveal log. The credential, terms, price book
+# and webhook endpoints come from memory (branch_api/provider/callers.py).
+# 13 here, where the call's own transaction is a savepoint of the test's (11 outside tests).
+PURCHASE_QUERIES = 13
 
 
 def _statements(api, variant, *, quantity: int, reference: str) -> int:
