@@ -80,3 +80,23 @@ def insert_one(obj: Model) -> Model:
     obj._state.adding = False
     obj._state.db = connection.alias
     return obj
+
+
+def fetch_together(queries: list[tuple[str, list]]) -> list[list[tuple]]:
+    """Run independent queries in one round trip (psycopg's pipeline mode) and return each one's rows.
+
+    Whatever the connection has to send first goes along in the same trip: the ``BEGIN`` of a
+    transaction just opened, django-tenants' ``SET search_path``. Only for reads whose rows nobody
+    needs before the last one is sent."""
+    connection.ensure_connection()
+    cursors = []
+    with connection.connection.pipeline():
+        for sql, params in queries:
+            cursor = connection.cursor()
+            cursor.execute(sql, params)
+            cursors.append(cursor)
+    try:
+        return [cursor.fetchall() for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()

@@ -35,7 +35,7 @@ from catalog.models import Category, PriceList, Product, Variant, WholesaleTier
 from catalog.pricing import PriceBook, money
 from core.crypto import decrypt, encrypt
 from core.redis import get_redis, platform_key
-from core.sql import from_row, insert_one, insert_values, select_list
+from core.sql import fetch_together, from_row, insert_one, insert_values, select_list
 from ledger.errors import InsufficientFunds
 from ledger.models import Account
 from ledger.services import Line, account_get_or_create, ledger_post
@@ -284,12 +284,9 @@ def request_authenticate(
 
 
 def _answered(branch_id: int, key: str) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT 1 FROM {IdempotencyRecord._meta.db_table} WHERE branch_id = %s AND key = %s LIMIT 1",
-            [branch_id, key],
-        )
-        return cursor.fetchone() is not None
+    # Usually the call's first statement: its transaction's BEGIN and the SET search_path go along.
+    sql = f"SELECT 1 FROM {IdempotencyRecord._meta.db_table} WHERE branch_id = %s AND key = %s LIMIT 1"
+    return bool(fetch_together([(sql, [branch_id, key])])[0])
 
 
 def _ip_allowed(client_ip: str | None, allowlist: str) -> bool:
@@ -372,12 +369,13 @@ def visible_products(terms: BranchTerms) -> QuerySet[Product]:
     return products.filter(condition)
 
 
-def purchasable_variants(terms: BranchTerms, variant_ids: list[int]) -> list[Variant]:
+def _purchasable_query(terms: BranchTerms, variant_ids: list[int]) -> tuple[str, list]:
     """The active variants of ``variant_ids`` the branch may buy, with product, category and quantity
-    breaks loaded (``variant.tiers.all()`` reads nothing), in one hand-written query: ``visible_products``
-    as one SQL condition on the variant's own row (no read of the terms' category paths first, no query
-    tree of one condition per path: a purchase's cost must not grow with the catalog or the selection),
-    the tiers as JSON (money as text, never float)."""
+    breaks (``_purchasable_from_rows`` makes ``variant.tiers.all()`` read nothing).
+
+    ``visible_products`` as one SQL condition on the variant's own row (no read of the terms' category
+    paths first, no query tree of one condition per path: a purchase's cost must not grow with the
+    catalog or the selection), the tiers as JSON (money as text, never float)."""
     hidden = BranchTerms.hidden_products.through._meta.db_table
     shown = BranchTerms.visible_products.through._meta.db_table
     shown_categories = BranchTerms.visible_categories.through._meta.db_table
@@ -399,9 +397,10 @@ def purchasable_variants(terms: BranchTerms, variant_ids: list[int]) -> list[Var
                           WHERE vc.branchterms_id = %s AND starts_with(c.path, vcc.path)))
         ORDER BY v.id
     """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [list(variant_ids), terms.pk, terms.show_everything, terms.pk, terms.pk])
-        rows = cursor.fetchall()
+    return sql, [list(variant_ids), terms.pk, terms.show_everything, terms.pk, terms.pk]
+
+
+def _purchasable_from_rows(rows: list[tuple]) -> list[Variant]:
     widths = [len(model._meta.concrete_fields) for model in (Variant, Product, Category)]
     found = []
     for row in rows:
@@ -471,11 +470,18 @@ def branch_purchase(
     from branch_api.provider.webhooks import webhook_emit_balance_low, webhook_emit_order_status_changed
     from orders.services import CartItem, order_mark_paid, order_place, order_sell
 
-    account, earlier_id = _balance_and_earlier_purchase(caller.branch, reference)
+    # The balance, an earlier purchase of the reference and the requested variants the branch may see:
+    # one round trip.
+    balance_rows, variant_rows = fetch_together(
+        [
+            _balance_and_earlier_query(caller.branch, reference),
+            _purchasable_query(caller.terms, [i.variant_id for i in items]),
+        ]
+    )
+    account, earlier_id = _balance_and_earlier_from_rows(caller.branch, reference, balance_rows)
     if earlier_id:
         return BranchPurchase.objects.select_related("order").get(pk=earlier_id), False
-    # Only the requested variants, restricted to what the branch may see.
-    variants = {v.pk: v for v in purchasable_variants(caller.terms, [i.variant_id for i in items])}
+    variants = {v.pk: v for v in _purchasable_from_rows(variant_rows)}
     if any(item.variant_id not in variants for item in items):
         raise errors.NotFound("Unknown or invisible variant.", field="items")
     book = caller.book or branch_price_book(caller.terms)
@@ -542,21 +548,21 @@ def branch_purchase(
     return purchase, True
 
 
-def _balance_and_earlier_purchase(branch: Branch, reference: str) -> tuple[Account, int | None]:
-    """The branch's balance account and the id of the purchase it already made under ``reference``,
-    if any: one query (two the first time, when the account is created)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {select_list(Account, 'a')}, (SELECT bp.id FROM {BranchPurchase._meta.db_table} bp "
-            "WHERE bp.branch_id = %s AND bp.reference = %s) "
-            f"FROM {Account._meta.db_table} a WHERE a.code = %s",
-            [branch.pk, reference, balance_account_code(branch.pk)],
-        )
-        row = cursor.fetchone()
-    if row is None:
+def _balance_and_earlier_query(branch: Branch, reference: str) -> tuple[str, list]:
+    """The branch's balance account and the id of the purchase it already made under ``reference``."""
+    return (
+        f"SELECT {select_list(Account, 'a')}, (SELECT bp.id FROM {BranchPurchase._meta.db_table} bp "
+        "WHERE bp.branch_id = %s AND bp.reference = %s) "
+        f"FROM {Account._meta.db_table} a WHERE a.code = %s",
+        [branch.pk, reference, balance_account_code(branch.pk)],
+    )
+
+
+def _balance_and_earlier_from_rows(branch: Branch, reference: str, rows: list[tuple]) -> tuple[Account, int | None]:
+    if not rows:  # the branch's first purchase: its account is created now
         earlier = BranchPurchase.objects.filter(branch=branch, reference=reference).values_list("pk", flat=True)
         return branch_balance_account(branch), earlier.first()
-    return from_row(Account, row[:-1]), row[-1]
+    return from_row(Account, rows[0][:-1]), rows[0][-1]
 
 
 def _reusable_uses_taken(order: Order) -> None:
