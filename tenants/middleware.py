@@ -8,6 +8,7 @@ from django.db import DatabaseError, connection
 from django.shortcuts import render
 from django_tenants.middleware.main import TenantMainMiddleware
 
+from core.redis import request_scope
 from tenants.models import Branch
 from tenants.routing import branch_for_host, normalize_host
 
@@ -18,6 +19,10 @@ ALWAYS_SERVED = ("/healthz",)
 
 
 class BranchRoutingMiddleware(TenantMainMiddleware):
+    def __call__(self, request):
+        with request_scope():  # platform keys the request reads come with the host lookup
+            return super().__call__(request)
+
     @staticmethod
     def hostname_from_request(request) -> str:
         return normalize_host(request.get_host())

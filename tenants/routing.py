@@ -11,7 +11,7 @@ import logging
 
 from django.conf import settings
 
-from core.redis import get_redis, platform_key
+from core.redis import get_redis, platform_key, request_get
 from tenants.models import Branch, Domain
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def host_cache_key(hostname: str) -> str:
 
 def _from_cache(hostname: str) -> Branch | None | str:
     try:
-        raw = get_redis().get(host_cache_key(hostname))
+        raw = request_get(host_cache_key(hostname))
     except Exception:  # Redis down: fall back to the database
         logger.warning("domain cache unavailable", exc_info=True)
         return None

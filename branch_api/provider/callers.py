@@ -26,7 +26,7 @@ from django.db import transaction
 
 from branch_api.provider.models import ApiCredential, WebhookEndpoint
 from catalog.pricing import PriceBook
-from core.redis import get_redis, platform_key
+from core.redis import get_redis, platform_key, request_key_register, request_value
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,9 @@ def _version_key() -> str:
 
 def callers_version() -> int:
     client, key = get_redis(), _version_key()
-    version = client.get(key)
+    known, version = request_value(key)  # read with the request's host lookup
+    if not known:
+        version = client.get(key)
     if version is None:
         # Started at random, so a counter lost with Redis's data cannot count back up to a version an
         # entry was read under.
@@ -169,7 +171,8 @@ def _updated(sender, fields: frozenset[str], **kwargs) -> None:
 
 def callers_signals_connect() -> None:
     """Bump the version whenever a row a ``CallerRecord`` holds (or a price rule's category) is saved,
-    updated in bulk or deleted."""
+    updated in bulk or deleted; and read it with every request's host lookup."""
+    request_key_register(_version_key)
     from django.db.models.signals import post_delete, post_save
 
     from branch_api.provider.models import BranchTerms

@@ -72,9 +72,7 @@ def _wire_messages():
 def _sent(messages: list[str], statement: str) -> int:
     """How often ``statement`` was sent, as a simple query or (in a pipeline) parsed as an unnamed one."""
     return sum(
-        1
-        for m in messages
-        if m.startswith("F") and (f'Query\t "{statement}"' in m or f'Parse\t "" "{statement}"' in m)
+        1 for m in messages if m.startswith("F") and (f'Query\t "{statement}"' in m or f'Parse\t "" "{statement}"' in m)
     )
 
 
