@@ -48,3 +48,36 @@ def test_two_branches_racing_for_the_last_codes_never_oversell(live_db):
         )
         assert spent == Decimal("60.00")  # 5 codes at 12.00
         assert ledger_check() == []
+
+
+def test_one_reference_sent_at_once_under_different_keys_buys_once(live_db):
+    """A branch retrying with a new Idempotency-Key while the first request still runs: the reference
+    alone must keep it to one purchase, and every answer names that purchase."""
+    from branch_api.provider.models import BranchPurchase
+
+    api = signed_client_for("alpha")
+    variant = site_a_product(codes=8)
+    top_up("alpha", "500.00")
+    start, answers = threading.Barrier(6), []
+
+    def buyer(i):
+        try:
+            start.wait(10)
+            response = _buy(api, variant, reference="same-reference", key=f"same-reference-key-{i}")
+            answers.append((response.status_code, response.json()["order"]["number"]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=buyer, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(status for status, _ in answers) == [200] * 5 + [201]
+    assert len({number for _, number in answers}) == 1
+    with schema_context("public"):
+        assert BranchPurchase.objects.filter(reference="same-reference").count() == 1
+        assert CardAssignment.objects.filter(card__variant=variant).count() == 1
+        alpha = Branch.objects.get(slug="alpha")
+        assert Account.objects.get(code=balance_account_code(alpha.pk)).natural_balance == Decimal("488.00")
+        assert ledger_check() == []
