@@ -70,6 +70,7 @@ class Transaction(models.Model):
         TOP_UP = "top_up", _("Top-up")
         PAYMENT_FEE = "payment_fee", _("Payment channel fee")
         BRANCH_SALE = "branch_sale", _("Branch sale collected by Site A")
+        DUPLICATE_PAYMENT = "duplicate_payment", _("Second payment, owed back")
 
     kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
     idempotency_key = models.CharField(_("idempotency key"), max_length=120, unique=True)

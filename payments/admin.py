@@ -10,12 +10,13 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
-from unfold.decorators import display
+from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminPasswordWidget, UnfoldAdminSelectWidget
 
 from core.admin_site import ReadOnlyAdminMixin
 from payments import gateway_admin  # noqa: F401 (registers the configurable gateways' admin)
 from payments.channels import FEE_AND_LIMIT_FIELDS, payment_channel_save
+from payments.duplicates import duplicate_payment_refund, duplicate_payments_open, duplicate_payments_open_filter
 from payments.manual import confirmation_password_set
 from payments.models import ManualConfirmation, PaymentAttempt, PaymentCallback, PaymentChannel, PaymentSettings
 from payments.providers import PROVIDERS
@@ -116,10 +117,55 @@ class ReadOnlyAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """Read only: written by services alone."""
 
 
+class OwedBackFilter(admin.SimpleListFilter):
+    title = _("second payment")
+    parameter_name = "owed_back"
+
+    def lookups(self, request, model_admin):
+        return [("open", _("Owed back to the customer"))]
+
+    def queryset(self, request, queryset):
+        if self.value() != "open":
+            return queryset
+        return duplicate_payments_open_filter(queryset)
+
+
 @admin.register(PaymentAttempt)
 class PaymentAttemptAdmin(ReadOnlyAdmin):
     list_display = ["created", "order_link", "provider", "amount", "currency", "status_display", "external_id"]
-    list_filter = ["status", "purpose", "provider", "created"]
+    list_filter = [OwedBackFilter, "status", "purpose", "provider", "created"]
+    actions = ["second_payment_refund", "second_payment_refunded_outside", "second_payment_confirmed_by_hand"]
+
+    def has_record_refund_permission(self, request) -> bool:
+        return request.user.has_perm("ledger.add_transaction")
+
+    def _second_payments(self, request, queryset, message, **how) -> None:
+        settled = sum(
+            duplicate_payment_refund(attempt_id=attempt.pk, staff=request.user, **how)
+            for attempt in duplicate_payments_open(queryset.filter(status=PaymentAttempt.Status.SUCCEEDED))
+        )
+        self.message_user(request, message % {"n": settled})
+
+    @action(description=_("Second payments: refund through the channel now"), permissions=["record_refund"])
+    def second_payment_refund(self, request, queryset):
+        self._second_payments(request, queryset, _("%(n)d second payment(s) refunded."))
+
+    @action(
+        description=_("Second payments: refunded in the gateway's dashboard (record them)"),
+        permissions=["record_refund"],
+    )
+    def second_payment_refunded_outside(self, request, queryset):
+        self._second_payments(request, queryset, _("%(n)d second payment(s) recorded as refunded."), outside=True)
+
+    @action(
+        description=_("Second payments: the payment a manual confirmation stood for (nothing owed)"),
+        permissions=["record_refund"],
+    )
+    def second_payment_confirmed_by_hand(self, request, queryset):
+        self._second_payments(
+            request, queryset, _("%(n)d payment(s) recorded as confirmed by hand."), confirmed_by_hand=True
+        )
+
     search_fields = ["token", "external_id", "order__number"]
     list_select_related = ["order"]
     fields = [

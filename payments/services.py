@@ -11,9 +11,10 @@ from django.utils import timezone
 from orders.errors import OrderNotPayable, OrderStateError
 from orders.models import Order
 from orders.services import order_mark_paid
+from payments.duplicates import duplicate_payment_book
 from payments.errors import CallbackRejected
 from payments.fees import attempt_fee_fields, payment_channel_check, payment_fee_book
-from payments.models import PaymentAttempt, PaymentCallback
+from payments.models import PaymentAttempt, PaymentCallback, PaymentChannel
 from payments.providers import CallbackData, get_provider
 
 
@@ -156,6 +157,16 @@ def _apply_success(attempt: PaymentAttempt, parsed: CallbackData) -> None:
             attempt.save(update_fields=["status", "external_id", "succeeded_at", "gateway_reference"])
     except IntegrityError:
         raise CallbackRejected("trade number already used", code="duplicate_trade_no") from None
+    if attempt.purpose == PaymentAttempt.Purpose.ORDER:
+        order = Order.objects.select_for_update().get(pk=attempt.order_id)
+        if order.paid_at is not None:
+            # Another payment paid this order first: this one is the customer's money, owed back whole
+            # (a customer-paid surcharge included, so it is not fee income; an absorbed fee the gateway
+            # keeps all the same).
+            if attempt.fee_payer != PaymentChannel.FeePayer.CUSTOMER:
+                payment_fee_book(attempt=attempt)
+            duplicate_payment_book(attempt=attempt, order=order)
+            return
     payment_fee_book(attempt=attempt)
     # What was paid for: the surcharge (a customer-paid channel fee) is not part of the order or top-up.
     paid = parsed.amount - attempt.surcharge

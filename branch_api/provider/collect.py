@@ -236,10 +236,8 @@ def branch_sale_duplicate_refund(*, attempt_id: int, outside: bool = False, staf
     as refunded by Site A's staff in the gateway's dashboard. Books ``branch_sale_duplicates`` →
     payment clearing once (``branch-sale-duplicate-refund:<attempt id>``).
     """
-    from payments.errors import ProviderUnavailable, RefundOutcomeUnknown
+    from payments.duplicates import channel_refund
     from payments.models import PaymentAttempt
-    from payments.providers import PROVIDERS
-    from payments.refunds import GATEWAY_ACCEPTED
 
     attempt = PaymentAttempt.objects.get(pk=attempt_id, purpose=PaymentAttempt.Purpose.BRANCH_SALE)
     sale = BranchSale.objects.get(pk=attempt.subject_id)
@@ -247,20 +245,12 @@ def branch_sale_duplicate_refund(*, attempt_id: int, outside: bool = False, staf
         return Transaction.objects.filter(idempotency_key=f"branch-sale-duplicate-refund:{attempt.pk}").exists()
     how = f"refunded outside by staff #{getattr(staff, 'pk', '?')}"
     if not outside:
-        provider = PROVIDERS.get(attempt.provider)
-        if not callable(getattr(provider, "refund", None)):
-            return False  # no refund API (epay, configurable gateways): Site A's staff refund it
-        try:
-            gateway_id, status = provider.refund(
-                attempt=attempt, amount=sale.amount, idempotency_key=f"branch-sale-duplicate-{attempt.token}"
-            )
-        except (ProviderUnavailable, RefundOutcomeUnknown) as exc:
-            logger.warning("second payment %s of branch sale %s not refunded: %s", attempt.pk, sale.pk, exc.code)
+        # None: no refund API (epay, configurable gateways; Site A's staff refund it) or not now.
+        how = channel_refund(
+            attempt=attempt, amount=sale.amount, idempotency_key=f"branch-sale-duplicate-{attempt.token}"
+        )
+        if how is None:
             return False
-        if status not in GATEWAY_ACCEPTED:
-            logger.warning("second payment %s of branch sale %s: refund %s", attempt.pk, sale.pk, status)
-            return False
-        how = f"refunded via {attempt.provider} {gateway_id}"
     with transaction.atomic():
         BranchSale.objects.select_for_update().get(pk=sale.pk)
         if Transaction.objects.filter(idempotency_key=f"branch-sale-duplicate-refund:{attempt.pk}").exists():
