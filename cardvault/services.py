@@ -18,6 +18,7 @@ from cardvault.crypto import card_decrypt, card_encrypt, code_digest, code_norma
 from cardvault.errors import ImportInvalid, OutOfStock
 from cardvault.models import Card, CardAssignment, CardReveal, ImportBatch
 from catalog.models import Variant
+from core.sql import prepared_cursor
 
 MAX_CODE_LENGTH = 512
 
@@ -374,7 +375,7 @@ def cards_sell(*, lines) -> list[CardAssignment]:
     assignments: list[CardAssignment] = []
     shared: list[CardAssignment] = []
     card, batch, assignment = Card._meta.db_table, ImportBatch._meta.db_table, CardAssignment._meta.db_table
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         for line in lines:
             cursor.execute(
                 f"""

@@ -69,12 +69,24 @@ def from_row(model: type[Model], values) -> Model:
     return model.from_db(connection.alias, None, converted)
 
 
+def prepared_cursor():
+    """A cursor for the hot paths' hand-written statements (fixed shapes, few parameters) with
+    server-side parameters: psycopg prepares a statement once it ran ``DB_PREPARE_THRESHOLD`` times on
+    the connection, and PostgreSQL then only executes it (re-planning by itself when the search_path
+    changes, so schemas never mix). The ORM keeps client-side binding: it has no limit on the number of
+    parameters, where server-side binding stops at 65,535 (a large ``IN`` list or bulk insert)."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.cursor().close()  # connects, and sets the schema's search_path (django-tenants) if due
+    return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+
+
 def insert_one(obj: Model) -> Model:
     """``obj.save()`` for a new row of a hot path, without building the INSERT through the ORM (no
     signals are sent: use it only for models nothing listens to)."""
     sql, params = insert_values([obj])
     pk = obj._meta.pk
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(pk.column)}", params)
         obj.pk = cursor.fetchone()[0]
     obj._state.adding = False
@@ -92,7 +104,7 @@ def fetch_together(queries: list[tuple[str, list]]) -> list[list[tuple]]:
     cursors = []
     with connection.connection.pipeline():
         for sql, params in queries:
-            cursor = connection.cursor()
+            cursor = prepared_cursor()
             cursor.execute(sql, params)
             cursors.append(cursor)
     try:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from core.sql import from_row, insert_values, select_list
+from core.sql import from_row, insert_values, prepared_cursor, select_list
 from ledger.errors import IdempotencyConflict, InsufficientFunds, UnbalancedTransaction
 from ledger.models import Account, Entry, Transaction
 
@@ -192,7 +192,7 @@ def _accounts_lock(codes: set[str]) -> dict[str, Account]:
 
 def _accounts_select_for_update(codes: set[str]) -> dict[str, Account]:
     # Hand-written: this runs in every sale, and building it through the ORM costs more than running it.
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT {select_list(Account, 'a')} FROM {Account._meta.db_table} a WHERE a.code = ANY(%s) "
             "ORDER BY a.id FOR UPDATE",
@@ -215,7 +215,7 @@ def _rows_insert(transactions: list[Transaction], entries: list[Entry], deltas: 
     )
     values = ", ".join(["(%s::bigint, %s::numeric)"] * len(deltas))
     deltas_params = [item for pair in deltas.items() for item in pair]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"WITH t AS ({transactions_sql} RETURNING id, idempotency_key), e AS ({entries_sql}), "
             f"b AS (UPDATE {Account._meta.db_table} AS a SET balance = a.balance + v.delta, updated = now() "

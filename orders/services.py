@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -29,7 +29,7 @@ from cardvault.services import cards_assign, cards_release_for_line, cards_reser
 from catalog.models import Product, Variant
 from catalog.pricing import PriceBook, Quote, money
 from catalog.selectors import variant_units
-from core.sql import insert_values
+from core.sql import insert_values, prepared_cursor
 from ledger.models import Account
 from ledger.services import Line, Posting, ledger_post, ledger_post_many, ledger_post_new, shop_currency
 from orders.errors import (
@@ -373,7 +373,7 @@ def _order_insert(order: Order, events: list[OrderEvent], lines: list[OrderLine]
     order_sql, order_params = insert_values([order])
     events_sql, events_params = insert_values(events, refs=by_order)
     lines_sql, lines_params = insert_values(lines, refs=by_order)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"WITH o AS ({order_sql} RETURNING id), e AS ({events_sql}), l AS ({lines_sql} RETURNING id) "
             "SELECT (SELECT id FROM o), l.id FROM l ORDER BY l.id",

@@ -86,6 +86,26 @@ def duplicate_payments_open(attempts) -> list[PaymentAttempt]:
     return [a for a in attempts if _book_key(a.pk) in keys and _refund_key(a.pk) not in keys]
 
 
+def duplicate_payment_is(attempt: PaymentAttempt) -> bool:
+    """Whether ``attempt`` was booked as a second payment (owed back, or given back already)."""
+    return Transaction.objects.filter(idempotency_key=_book_key(attempt.pk)).exists()
+
+
+def duplicate_refund_notice_apply(*, attempt: PaymentAttempt, notice) -> None:
+    """A gateway's signed refund notification about a second payment: its refund by our task (already
+    booked, or booked here first) or by staff in the gateway's dashboard. Books it once; anything but
+    the whole payment refunded is refused, for staff to look at."""
+    from payments.errors import CallbackRejected
+    from payments.refunds import GATEWAY_ACCEPTED
+
+    if notice.status not in GATEWAY_ACCEPTED:
+        logger.warning("refund %s of second payment %s: %s", notice.gateway_refund_id, attempt.pk, notice.status)
+        return  # a refund that failed moved no money: the payment stays owed
+    if notice.amount != attempt.amount:
+        raise CallbackRejected("a second payment is refunded whole", code="amount_mismatch")
+    _refund_book(attempt, f"refunded via {attempt.provider} {notice.gateway_refund_id}")
+
+
 def duplicate_payments_open_filter(attempts: QuerySet[PaymentAttempt]) -> QuerySet[PaymentAttempt]:
     """``duplicate_payments_open`` as a filter of a queryset (for lists)."""
 
@@ -120,10 +140,17 @@ def duplicate_payment_refund(
         if refunded is None:
             return False
         how = refunded
+    _refund_book(attempt, how)
+    return True
+
+
+def _refund_book(attempt: PaymentAttempt, how: str) -> None:
+    """``customer_payments_owed`` → payment clearing for ``attempt``, once (the task and the gateway's
+    notification of the same refund may both get here)."""
     with transaction.atomic():
         PaymentAttempt.objects.select_for_update().get(pk=attempt.pk)
         if Transaction.objects.filter(idempotency_key=_refund_key(attempt.pk)).exists():
-            return True
+            return
         reference = attempt.order.number if attempt.order_id else attempt.token[:64]
         ledger_post(
             kind="refund",
@@ -132,7 +159,6 @@ def duplicate_payment_refund(
             memo=f"second payment of {reference} {how}"[:255],
             lines=[Line(OWED_ACCOUNT, attempt.amount), Line("payment_clearing", -attempt.amount)],
         )
-    return True
 
 
 def channel_refund(*, attempt: PaymentAttempt, amount: Decimal, idempotency_key: str) -> str | None:

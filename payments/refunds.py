@@ -32,6 +32,7 @@ from ledger.errors import InsufficientFunds
 from ledger.services import Line, ledger_post
 from orders.models import Order
 from orders.services import REFUNDABLE, order_refund_record, order_refund_reversed
+from payments.duplicates import duplicate_payment_is, duplicate_refund_notice_apply
 from payments.errors import CallbackRejected, ProviderUnavailable, RefundOutcomeUnknown, RefundRefused
 from payments.models import PaymentAttempt, Refund
 from payments.providers import PROVIDERS, RefundNotice
@@ -290,6 +291,10 @@ def refund_gateway_notice_apply(*, provider_code: str, notice: RefundNotice) -> 
         raise CallbackRejected("refund of an unknown payment", code="unknown_payment")
     if notice.currency != attempt.currency:
         raise CallbackRejected("currency does not match", code="currency_mismatch")
+    if duplicate_payment_is(attempt):
+        # A second payment of the order, given back on its own: not a refund of the order.
+        duplicate_refund_notice_apply(attempt=attempt, notice=notice)
+        return attempt
     failed = notice.status in GATEWAY_FAILED
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=attempt.order_id)

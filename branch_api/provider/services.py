@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
@@ -35,7 +35,7 @@ from catalog.models import Category, PriceList, Product, Variant, WholesaleTier
 from catalog.pricing import PriceBook, money
 from core.crypto import decrypt, encrypt
 from core.redis import get_redis, platform_key
-from core.sql import fetch_together, from_row, insert_one, insert_values, select_list
+from core.sql import fetch_together, from_row, insert_one, insert_values, prepared_cursor, select_list
 from ledger.errors import InsufficientFunds
 from ledger.models import Account
 from ledger.services import Line, account_get_or_create, ledger_post
@@ -339,7 +339,7 @@ def call_record(*, audit: ApiAuditLog, answer: IdempotencyRecord | None = None, 
         params.extend(group_params)
     audit_sql, audit_params = insert_values([audit])
     sql = f"WITH {', '.join(ctes)} {audit_sql}" if ctes else audit_sql
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, [*params, *audit_params])
 
 

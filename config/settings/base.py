@@ -141,14 +141,13 @@ WSGI_APPLICATION = "config.wsgi.application"
 DATABASES = {"default": database_from_url(env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/cardmesh"))}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-# Server-side parameters and prepared statements: a statement run DB_PREPARE_THRESHOLD times on a
-# connection is planned once and then only executed. The sale and API paths run the same few
-# statements over and over; planning them was most of their database time. 0 turns it off (e.g.
-# behind PgBouncer older than 1.21 in transaction mode, which cannot keep prepared statements).
+# Prepared statements for the hot paths' hand-written SQL (core.sql.prepared_cursor): a statement run
+# DB_PREPARE_THRESHOLD times on a connection is planned once and then only executed. The sale and API
+# paths run the same few statements over and over; planning them was most of their database time. The
+# ORM keeps client-side binding. 0 turns it off (e.g. behind PgBouncer older than 1.21 in transaction
+# mode, which cannot keep prepared statements).
 if env_int("DB_PREPARE_THRESHOLD", 5) > 0:
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        server_side_binding=True, prepare_threshold=env_int("DB_PREPARE_THRESHOLD", 5)
-    )
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = env_int("DB_PREPARE_THRESHOLD", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -43,3 +43,30 @@ def test_an_expression_is_refused_not_sent_as_a_value():
     account = Account(code="x", name="x", kind=Account.Kind.ASSET, balance=F("balance") + 1)
     with pytest.raises(TypeError, match="expression"):
         insert_values([account])
+
+
+@pytest.mark.django_db
+def test_the_orm_takes_more_parameters_than_server_side_binding_could():
+    """The ORM binds on the client: a 70,000-id IN list (past the protocol's 65,535 parameters, which a
+    big import or deletion reaches) still runs. Only core.sql.prepared_cursor binds on the server."""
+    assert Account.objects.filter(pk__in=range(1, 70_001)).count() == Account.objects.filter(pk__lte=70_000).count()
+
+
+@pytest.mark.django_db
+def test_a_hot_statement_is_prepared_after_it_ran_a_few_times_and_rows_come_back_the_same():
+    from django.conf import settings
+
+    from core.sql import from_row, prepared_cursor, select_list
+
+    Account.objects.create(code="prep-test", name="Prepared", kind=Account.Kind.ASSET)
+    sql = f"SELECT {select_list(Account, 'a')} FROM {Account._meta.db_table} a WHERE a.code = %s"
+    threshold = settings.DATABASES["default"]["OPTIONS"]["prepare_threshold"]
+    for _ in range(threshold + 1):
+        with prepared_cursor() as cursor:
+            cursor.execute(sql, ["prep-test"])
+            [row] = cursor.fetchall()
+        assert from_row(Account, row) == Account.objects.get(code="prep-test")
+        assert from_row(Account, row).name == "Prepared"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%a.code = $1%"])
+        assert cursor.fetchone()[0] == 1

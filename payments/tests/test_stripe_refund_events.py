@@ -225,3 +225,69 @@ def test_refund_events_that_do_not_fit_change_nothing_and_are_retried(api, djang
         assert Refund.objects.count() == 1  # only the outside one
         order.refresh_from_db()
         assert order.status == S.PARTIALLY_REFUNDED and ledger_check() == []
+
+
+def _paid_twice(api, capture) -> tuple[Order, PaymentAttempt]:
+    """A 15.00 order with two Stripe Checkout sessions (two tabs), both paid: the second payment's
+    attempt, with its PaymentIntent kept."""
+    from payments.services import payment_start
+
+    _configure(api.url)
+    order, first, _url = _start()
+    with schema_context("alpha"):
+        second, _url = payment_start(order=order, provider_code="stripe")
+        first.refresh_from_db()
+    with capture(execute=False):
+        assert _send(_event(first, payment_intent=f"pi_{first.external_id}")).status_code == 200
+        paid_again = _event(second, event_id="evt_second", payment_intent=f"pi_{second.external_id}")
+        assert _send(paid_again).status_code == 200
+    with schema_context("alpha"):
+        order.refresh_from_db()
+        second.refresh_from_db()
+        assert order.status == S.DELIVERED and order.lines.get().assignments.count() == 1
+        assert _balance("customer_payments_owed") == Decimal("-15.00")
+    return order, second
+
+
+@pytest.mark.django_db
+def test_a_second_payment_refunded_by_our_task_and_then_notified_is_not_a_refund_of_the_order(
+    api, django_capture_on_commit_callbacks
+):
+    """The customer paid twice through Stripe: the second payment is refunded whole through Stripe's
+    API by the task, and Stripe's webhooks about that refund book nothing more and leave the order
+    (paid once, delivered) alone."""
+    from payments.tasks import duplicate_payment_refund_task
+
+    order, second = _paid_twice(api, django_capture_on_commit_callbacks)
+    with schema_context("alpha"):
+        assert duplicate_payment_refund_task(second.pk) is True  # Stripe's API (the local fake) refunds it
+    [refunded] = [r for r in api.requests if r["path"] == "/v1/refunds"]
+    assert (refunded["form"]["payment_intent"], refunded["form"]["amount"]) == (f"pi_{second.external_id}", "1500")
+    notice = _refund_obj(second, refund_id="re_test_1", cents=1500)
+    assert _send(_signed("evt_r_second", "refund.created", notice)).status_code == 200
+    charge = _charge(second, refunded_cents=1500, refunds=[notice])
+    assert _send(_signed("evt_r_second_2", "charge.refunded", charge)).status_code == 200
+    with schema_context("alpha"):
+        order.refresh_from_db()
+        assert order.status == S.DELIVERED and not Refund.objects.exists()
+        assert _balance("customer_payments_owed") == Decimal("0.00") and _balance("refunds") == Decimal("0.00")
+        assert Transaction.objects.filter(idempotency_key__startswith="duplicate-payment-refund:").count() == 1
+        assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_second_payment_refunded_in_stripes_dashboard_is_booked_from_the_webhook(
+    api, django_capture_on_commit_callbacks
+):
+    order, second = _paid_twice(api, django_capture_on_commit_callbacks)  # the refund task never runs here
+    partial = _refund_obj(second, refund_id="re_part", cents=500)
+    assert _send(_signed("evt_part", "refund.created", partial)).status_code == 400  # only whole: staff look
+    whole = _refund_obj(second, refund_id="re_whole", cents=1500)
+    assert _send(_signed("evt_whole", "refund.created", whole)).status_code == 200
+    with schema_context("alpha"):
+        order.refresh_from_db()
+        assert order.status == S.DELIVERED and not Refund.objects.exists()
+        booked = Transaction.objects.get(idempotency_key=f"duplicate-payment-refund:{second.pk}")
+        assert "refunded via stripe re_whole" in booked.memo
+        assert _balance("customer_payments_owed") == Decimal("0.00")
+        assert ledger_check() == []

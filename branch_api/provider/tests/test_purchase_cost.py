@@ -37,7 +37,7 @@ def _statements(api, variant, *, quantity: int, reference: str) -> int:
         response = _buy(api, variant, quantity=quantity, reference=reference, key=f"cost-key-{reference}")
     assert response.status_code == 201, response.json()
     assert len(response.json()["order"]["items"][0]["codes"]) == quantity
-    return len([q for q in captured.captured_queries if not q["sql"].startswith("SET search_path")])
+    return len([q for q in captured.captured_queries if not (q["sql"] or "").startswith("SET search_path")])
 
 
 @pytest.mark.django_db
