@@ -1,7 +1,6 @@
 """The code vault: encryption at rest, dedupe, import preview, stock counts, reusable codes."""
 
 import io
-import threading
 from decimal import Decimal
 
 import pytest
@@ -22,6 +21,7 @@ from cardvault.services import (
 from ledger.models import Account
 from orders.models import Order
 from tests.commerce import pay, place, product_with_codes
+from tests.concurrency import at_once
 
 D = Decimal
 
@@ -119,14 +119,8 @@ def test_concurrent_imports_of_the_same_codes_store_each_code_once(live_db):
                 import_commit(variant=variant, parsed=codes_parse_text(text), unit_cost=D("1"), source="paste")
         except Exception as exc:  # collected and asserted below
             errors.append(exc)
-        finally:
-            connection.close()
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    at_once(run, [()] * 4)
     assert not errors, errors
     with schema_context("beta"):
         assert Card.objects.filter(variant=variant).count() == 300

@@ -1,12 +1,10 @@
 """The double-entry ledger: balanced, idempotent, non-negative where required, reproducible."""
 
-import threading
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
 from django.db.models import Sum
 from django_tenants.utils import schema_context
 
@@ -14,6 +12,7 @@ from ledger.errors import IdempotencyConflict, InsufficientFunds, UnbalancedTran
 from ledger.models import Account, Entry, Transaction
 from ledger.services import Line, account_get_or_create, ledger_check, ledger_post
 from tests.commerce import pay, place, product_with_codes
+from tests.concurrency import at_once
 
 D = Decimal
 
@@ -87,14 +86,8 @@ def test_concurrent_posts_keep_the_balance_exact(live_db):
             outcomes.append("ok")
         except InsufficientFunds:
             outcomes.append("refused")
-        finally:
-            connection.close()
 
-    threads = [threading.Thread(target=spend, args=(i,)) for i in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    at_once(spend, [(i,) for i in range(16)])
     assert outcomes.count("ok") == 10 and outcomes.count("refused") == 6
     with schema_context("beta"):
         account = Account.objects.get(code="wallet:race")

@@ -1,9 +1,7 @@
 """Two branches racing for Site A's last codes through the signed API, on real threads."""
 
-import threading
 from decimal import Decimal
 
-from django.db import connection
 from django_tenants.utils import schema_context
 
 from branch_api.provider.services import balance_account_code
@@ -13,6 +11,7 @@ from cardvault.models import CardAssignment
 from ledger.models import Account
 from ledger.services import ledger_check
 from tenants.models import Branch
+from tests.concurrency import at_once
 
 
 def test_two_branches_racing_for_the_last_codes_never_oversell(live_db):
@@ -23,21 +22,10 @@ def test_two_branches_racing_for_the_last_codes_never_oversell(live_db):
     results = []
 
     def buyer(api, name, i):
-        try:
-            response = _buy(api, variant, reference=f"{name}-{i}", key=f"race-key-{name}-{i}")
-            results.append(response.status_code)
-        finally:
-            connection.close()
+        response = _buy(api, variant, reference=f"{name}-{i}", key=f"race-key-{name}-{i}")
+        results.append(response.status_code)
 
-    threads = [
-        threading.Thread(target=buyer, args=(api, name, i))
-        for i in range(6)
-        for api, name in ((alpha_api, "alpha"), (beta_api, "beta"))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    at_once(buyer, [(api, name, i) for i in range(6) for api, name in ((alpha_api, "alpha"), (beta_api, "beta"))])
     assert sorted(results) == [201] * 5 + [409] * 7
     with schema_context("public"):
         assignments = CardAssignment.objects.filter(card__variant=variant)
@@ -58,21 +46,13 @@ def test_one_reference_sent_at_once_under_different_keys_buys_once(live_db):
     api = signed_client_for("alpha")
     variant = site_a_product(codes=8)
     top_up("alpha", "500.00")
-    start, answers = threading.Barrier(6), []
+    answers = []
 
     def buyer(i):
-        try:
-            start.wait(10)
-            response = _buy(api, variant, reference="same-reference", key=f"same-reference-key-{i}")
-            answers.append((response.status_code, response.json()["order"]["number"]))
-        finally:
-            connection.close()
+        response = _buy(api, variant, reference="same-reference", key=f"same-reference-key-{i}")
+        answers.append((response.status_code, response.json()["order"]["number"]))
 
-    threads = [threading.Thread(target=buyer, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    at_once(buyer, [(i,) for i in range(6)])
     assert sorted(status for status, _ in answers) == [200] * 5 + [201]
     assert len({number for _, number in answers}) == 1
     with schema_context("public"):

@@ -3,10 +3,8 @@ storefront: each purchase returns the code and counts one use, never more than `
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
 
-from django.db import connection
 from django_tenants.utils import schema_context
 
 from branch_api.provider.models import BranchPurchase
@@ -20,6 +18,7 @@ from ledger.services import ledger_check
 from orders.models import Order
 from tenants.models import Branch
 from tests.commerce import pay, place, product_with_codes
+from tests.concurrency import at_once
 
 D = Decimal
 
@@ -104,25 +103,12 @@ def test_branches_racing_for_the_last_uses_never_exceed_max_uses(live_db):
     top_up("alpha", "500.00")
     top_up("beta", "500.00")
     results: list[int] = []
-    start = threading.Barrier(8)
 
     def buyer(api, name, i):
-        try:
-            start.wait(10)
-            response = _buy(api, variant, reference=f"uses-{name}-{i}", key=f"uses-key-{name}-{i}")
-            results.append(response.status_code)
-        finally:
-            connection.close()
+        response = _buy(api, variant, reference=f"uses-{name}-{i}", key=f"uses-key-{name}-{i}")
+        results.append(response.status_code)
 
-    threads = [
-        threading.Thread(target=buyer, args=(api, name, i))
-        for i in range(4)
-        for api, name in ((alpha_api, "alpha"), (beta_api, "beta"))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    at_once(buyer, [(api, name, i) for i in range(4) for api, name in ((alpha_api, "alpha"), (beta_api, "beta"))])
     assert sorted(results) == [201] * 3 + [409] * 5
     with schema_context("public"):
         card = Card.objects.get(variant=variant)
