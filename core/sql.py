@@ -77,7 +77,10 @@ def prepared_cursor():
     parameters, where server-side binding stops at 65,535 (a large ``IN`` list or bulk insert)."""
     from django.db.backends.postgresql.base import ServerBindingCursor
 
-    connection.cursor().close()  # connects, and sets the schema's search_path (django-tenants) if due
+    # django-tenants (TENANT_LIMIT_SET_CALLS) keeps search_path_set_schemas until the schema changes or a
+    # rollback undoes the SET; only then does a plain cursor have work to do first.
+    if connection.connection is None or not getattr(connection, "search_path_set_schemas", None):
+        connection.cursor().close()  # connects, and sets the schema's search_path
     return connection._prepare_cursor(ServerBindingCursor(connection.connection))
 
 

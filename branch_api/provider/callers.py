@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass
 
 import redis
-from django.db import transaction
+from django.db import connection, transaction
+from django_tenants.utils import get_public_schema_name
 
 from branch_api.provider.models import ApiCredential, WebhookEndpoint
 from catalog.pricing import PriceBook
@@ -153,19 +154,26 @@ _IRRELEVANT_FIELDS = frozenset({"last_used_at", "updated", "consecutive_failures
 _NEW_ROWS_IRRELEVANT = ("tenants.Branch", "branch_provider.ApiCredential")
 
 
+def _on_site_a() -> bool:
+    # Categories and price lists exist in every branch's schema too (a branch's sync updates them all
+    # the time); a record holds Site A's only.
+    return connection.schema_name == get_public_schema_name()
+
+
 def _saved(sender, created=False, update_fields=None, **kwargs) -> None:
     if created and sender._meta.label in _NEW_ROWS_IRRELEVANT:
         return
-    if update_fields is None or not set(update_fields) <= _IRRELEVANT_FIELDS:
+    if _on_site_a() and (update_fields is None or not set(update_fields) <= _IRRELEVANT_FIELDS):
         callers_changed()
 
 
 def _deleted(sender, **kwargs) -> None:
-    callers_changed()
+    if _on_site_a():
+        callers_changed()
 
 
 def _updated(sender, fields: frozenset[str], **kwargs) -> None:
-    if not fields <= _IRRELEVANT_FIELDS:
+    if _on_site_a() and not fields <= _IRRELEVANT_FIELDS:
         callers_changed()
 
 

@@ -70,3 +70,20 @@ def test_bookkeeping_writes_keep_what_is_remembered(alpha_api):
     with schema_context("public"):
         BranchTerms.objects.filter(branch__slug="alpha").update(rate_per_minute=5)
     assert callers.callers_version() != before
+
+
+def test_a_branchs_own_categories_changing_keeps_what_is_remembered(alpha_api):
+    """Categories and price lists exist in every branch's schema too, and a branch's sync updates them
+    all the time: that must not make Site A's processes read their callers again."""
+    from catalog.models import Category
+
+    assert alpha_api.get(PING).status_code == 200
+    before = callers.callers_version()
+    with schema_context("alpha"):
+        Category.objects.create(name="Branch only", slug="branch-only")
+        Category.objects.filter(slug="branch-only").update(name="Branch only, renamed")
+        Category.objects.filter(slug="branch-only").delete()
+    assert callers.callers_version() == before
+    with schema_context("public"):
+        Category.objects.create(name="Site A", slug="site-a-new")
+    assert callers.callers_version() != before
