@@ -324,6 +324,8 @@ def bench_api_purchase(shop: _ApiShop, *, sql_floor: Callable[[int], float]) -> 
     side compare. The ratio reported is the median of the rounds' ratios."""
     from django.db import connection
 
+    from core.sql import wire_messages
+
     buyer = shop.buyer
     buyer.seconds_for(WARMUP_PURCHASES)
     per_round = max(API_PURCHASES // API_ROUNDS, 1)
@@ -340,7 +342,7 @@ def bench_api_purchase(shop: _ApiShop, *, sql_floor: Callable[[int], float]) -> 
             }
         )
     queries: list[str] = []
-    with _wire_messages() as messages:
+    with wire_messages() as messages:
         with connection.execute_wrapper(lambda execute, sql, *args: queries.append(sql) or execute(sql, *args)):
             buyer.purchase()
     wire = _wire_counts(messages)
@@ -405,28 +407,6 @@ def _queries_show(buyer: _SignedBranch, queries: list[str], *, purchases: int = 
     if same_shape:
         in_sql = statistics.median(sum(t) for t in same_shape) * 1000
         print(f"  {in_sql:6.2f} ms  in these statements; the rest is Python, Redis and COMMIT")
-
-
-@contextmanager
-def _wire_messages() -> Iterator[list[str]]:
-    """The PostgreSQL protocol messages of the benchmark's connection meanwhile (libpq trace)."""
-    import tempfile
-
-    import psycopg
-    from django.db import connection
-
-    connection.ensure_connection()
-    pgconn = connection.connection.pgconn
-    messages: list[str] = []
-    with tempfile.TemporaryFile() as trace:
-        pgconn.trace(trace.fileno())
-        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
-        try:
-            yield messages
-        finally:
-            pgconn.untrace()
-            trace.seek(0)
-            messages.extend(trace.read().decode(errors="replace").splitlines())
 
 
 def _wire_counts(messages: list[str]) -> dict:

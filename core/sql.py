@@ -10,7 +10,8 @@ of the tables still applies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from django.db import connection
 from django.db.models import Model
@@ -115,3 +116,26 @@ def fetch_together(queries: list[tuple[str, list]]) -> list[list[tuple]]:
     finally:
         for cursor in cursors:
             cursor.close()
+
+
+@contextmanager
+def wire_messages() -> Iterator[list[str]]:
+    """The PostgreSQL protocol messages the connection sends and receives meanwhile, one string each
+    (libpq's trace, without timestamps): what the benchmark and the tests count commits and round
+    trips from."""
+    import tempfile
+
+    import psycopg
+
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    messages: list[str] = []
+    with tempfile.TemporaryFile() as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            yield messages
+        finally:
+            pgconn.untrace()
+            trace.seek(0)
+            messages.extend(trace.read().decode(errors="replace").splitlines())

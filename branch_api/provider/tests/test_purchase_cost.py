@@ -1,10 +1,8 @@
 """What a branch purchase costs: a fixed number of statements, one write transaction; and the
 idempotency guarantees that cheaper path keeps under real concurrency."""
 
-import tempfile
 import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 from django.db import connection, transaction
@@ -17,6 +15,7 @@ from branch_api.provider.tests.conftest import signed_client_for, site_a_product
 from branch_api.provider.tests.test_api import _buy
 from cardvault.models import CardReveal
 from conftest import _redis_flush_test_keys
+from core.sql import wire_messages
 from ledger.models import Account
 from ledger.services import ledger_check
 from orders.models import OrderEvent
@@ -50,25 +49,6 @@ def test_a_purchase_costs_the_same_statements_for_one_code_or_five(alpha_api):
     assert one == five == PURCHASE_QUERIES
 
 
-@contextmanager
-def _wire_messages():
-    """The protocol messages our connection sends and receives meanwhile (libpq's trace)."""
-    import psycopg
-
-    connection.ensure_connection()
-    pgconn = connection.connection.pgconn
-    messages: list[str] = []
-    with tempfile.TemporaryFile() as trace:
-        pgconn.trace(trace.fileno())
-        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
-        try:
-            yield messages
-        finally:
-            pgconn.untrace()
-            trace.seek(0)
-            messages.extend(trace.read().decode(errors="replace").splitlines())
-
-
 def _sent(messages: list[str], statement: str) -> int:
     """How often ``statement`` was sent, as a simple query or (in a pipeline) parsed as an unnamed one."""
     return sum(
@@ -81,7 +61,7 @@ def test_a_purchase_commits_once(live_db):
     variant = site_a_product(codes=3, cost="10.00", price="10.00")
     top_up("alpha", "100.00")
     _buy(api, variant, reference="warm-up", key="one-txn-key-0")  # credential "last used"
-    with _wire_messages() as messages:
+    with wire_messages() as messages:
         response = _buy(api, variant, quantity=2, reference="one-txn", key="one-txn-key-1")
     assert response.status_code == 201, response.json()
     # Order, codes, ledger, reveal log, stored answer and audit row: one transaction, one commit.
