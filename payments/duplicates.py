@@ -3,8 +3,8 @@ slow notification and a retry) is owed the second payment back.
 
 It is booked when it arrives, so the books match what the gateway holds: payment clearing →
 ``customer_payments_owed`` (a liability), and a history entry on the order. A task then refunds it
-through the channel where the provider has a refund API (Stripe, the sandbox; Site A's idempotency
-key per attempt, so a retried task never refunds twice); otherwise staff refund it in the gateway's
+through the channel where the provider has a refund API (Stripe, the sandbox; one idempotency key
+per attempt, so a retried task never refunds twice); otherwise staff refund it in the gateway's
 dashboard and record that in the admin (Payments → Payment attempts → action). Either way the
 refund books ``customer_payments_owed`` → payment clearing once.
 """
@@ -67,7 +67,7 @@ def duplicate_payment_book(*, attempt: PaymentAttempt, order) -> None:
             + (" unless it is the payment confirmed by hand (Payment attempts)" if manual else "")
         )[:255],
     )
-    if order.payment_provider == MANUAL_PROVIDER:
+    if manual:
         # Staff confirmed this order by hand: this may be the very payment they confirmed. They decide
         # (refund it, or record that it was the confirmed one); nothing is refunded by itself.
         return
