@@ -234,6 +234,9 @@ class VariantAdmin(ModelAdmin):
                 count = variants_set_price(variant_ids=ids, amount=value, field=field)
             else:
                 count = variants_adjust_price(variant_ids=ids, percent=value, field=field)
+            from branch_api.provider.webhooks import webhook_emit_price_changed
+
+            webhook_emit_price_changed(variant_ids=ids)  # on Site A: the branches that see them hear it now
             self.message_user(request, _("%(count)d variant(s) updated.") % {"count": count}, messages.SUCCESS)
             return None  # back to the changelist
         context = {

@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import DecimalField, ExpressionWrapper, F, Value
 from django.db.models.functions import Greatest, Round
+from django.utils import timezone
 
 from catalog.models import MONEY, ZERO, Variant
 from catalog.pricing import money
@@ -30,8 +31,10 @@ def variants_adjust_price(*, variant_ids: Iterable[int], percent: Decimal, field
     _check_field(field)
     factor = (Decimal(100) + Decimal(percent)) / Decimal(100)
     adjusted = ExpressionWrapper(F(field) * Value(factor), output_field=DecimalField(**MONEY))
+    # `updated` by hand: update() skips auto_now, and the branches' change feed follows it.
     return Variant.objects.filter(pk__in=list(variant_ids)).update(
-        **{field: Greatest(Round(adjusted, 2), Value(ZERO), output_field=DecimalField(**MONEY))}
+        **{field: Greatest(Round(adjusted, 2), Value(ZERO), output_field=DecimalField(**MONEY))},
+        updated=timezone.now(),
     )
 
 
@@ -41,4 +44,4 @@ def variants_set_price(*, variant_ids: Iterable[int], amount: Decimal, field: st
     _check_field(field)
     if amount < 0:
         raise ValueError("amount must not be negative")
-    return Variant.objects.filter(pk__in=list(variant_ids)).update(**{field: money(amount)})
+    return Variant.objects.filter(pk__in=list(variant_ids)).update(**{field: money(amount)}, updated=timezone.now())

@@ -255,3 +255,38 @@ def test_an_incremental_sync_of_100_changes_is_a_handful_of_queries(site_a, caps
     assert (result.full, costs) == (False, {D("4.00")})
     assert result.updated == 100  # the feed may repeat recent changes (its overlap); those are unchanged
     assert len(queries) < 60
+
+
+def test_a_bulk_price_change_at_site_a_arrives_with_the_next_incremental_sync(site_a):
+    """Site A's "Adjust prices" action changes many variants in one UPDATE; the change feed must still
+    see them, or branches keep selling at the old cost."""
+    from datetime import timedelta
+
+    from cardvault.models import Card
+    from catalog.services import variants_adjust_price, variants_set_price
+
+    variant = site_a_variant(price="10.00", codes=3)
+    show_everything_to_alpha()
+    with schema_context("public"):
+        # Made long ago, so only the change below can bring it into the feed (it overlaps by a minute).
+        long_ago = timezone.now() - timedelta(hours=1)
+        Variant.objects.filter(pk=variant.pk).update(updated=long_ago)
+        Product.objects.filter(pk=variant.product_id).update(updated=long_ago)
+        Card.objects.filter(variant=variant).update(status_changed_at=long_ago)
+    with schema_context("alpha"):
+        selection_add(kind=UpstreamSelection.Kind.PRODUCT, remote_id=variant.product_id)
+        branch_markup_set(percent=D("50"))
+        sync_full()
+        assert sync_incremental().updated == 0  # nothing changed yet
+    with schema_context("public"):
+        variants_adjust_price(variant_ids=[variant.pk], percent=D("20"), field="price")
+    with schema_context("alpha"):
+        result = sync_incremental()
+        copy = Variant.objects.get(upstream_id=variant.pk)
+        assert not result.full and result.updated >= 1
+        assert copy.cost == D("12.00") and _price(copy) == D("18.00")
+    with schema_context("public"):
+        variants_set_price(variant_ids=[variant.pk], amount=D("11.00"), field="price")
+    with schema_context("alpha"):
+        sync_incremental()
+        assert Variant.objects.get(upstream_id=variant.pk).cost == D("11.00")
