@@ -106,14 +106,13 @@ def fetch_together(queries: list[tuple[str, list]]) -> list[list[tuple]]:
     needs before the last one is sent."""
     connection.ensure_connection()
     cursors = []
-    with connection.connection.pipeline():
-        for sql, params in queries:
-            cursor = prepared_cursor()
-            cursor.execute(sql, params)
-            cursors.append(cursor)
     try:
+        with connection.connection.pipeline():
+            for sql, params in queries:
+                cursors.append(prepared_cursor())
+                cursors[-1].execute(sql, params)
         return [cursor.fetchall() for cursor in cursors]
-    finally:
+    finally:  # also when a query failed (raised as the pipeline syncs)
         for cursor in cursors:
             cursor.close()
 
