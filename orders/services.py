@@ -189,10 +189,7 @@ def order_place(
         line.save(force_insert=True)
         if variant.product.is_manual:
             if variant.manual_stock is not None:
-                updated = Variant.objects.filter(pk=variant.pk, manual_stock__gte=item.quantity).update(
-                    manual_stock=F("manual_stock") - item.quantity
-                )
-                if not updated:
+                if not _manual_stock_move(variant.pk, by=-item.quantity):
                     out_of_stock(0, item.quantity)
             continue
         if variant.product.is_upstream:
@@ -390,17 +387,33 @@ def _order_insert(order: Order, events: list[OrderEvent], lines: list[OrderLine]
         event.order_id = order.pk
 
 
+def _manual_stock_move(variant_id: int, *, by: int = 0, to: int | None = None) -> bool:
+    """Move a variant's counted manual stock ``by`` so many (a decrease only if that much is left), or
+    set it ``to`` a number; False when there was not enough. ``updated`` is stamped because an UPDATE
+    skips ``auto_now`` and the branches' change feed lists variants by it; branches selling the
+    variant also hear it within seconds (``stock.changed``, Site A only)."""
+    from branch_api.provider.webhooks import stock_changed_soon
+
+    rows = Variant.objects.filter(pk=variant_id)
+    if to is not None:
+        moved = rows.update(manual_stock=to, updated=timezone.now())
+    else:
+        if by < 0:
+            rows = rows.filter(manual_stock__gte=-by)
+        moved = rows.update(manual_stock=F("manual_stock") + by, updated=timezone.now())
+    if moved:
+        stock_changed_soon([variant_id])
+    return bool(moved)
+
+
 def _manual_stock_retake(order: Order) -> None:
     """A paid-after-expiry order gave its manual stock back; take it again. If others bought it
     meanwhile, the counter stops at zero and staff see why (the order is theirs to fulfil anyway)."""
     for line in order.lines.filter(delivery_mode=Product.DeliveryMode.MANUAL).select_related("variant"):
         if line.variant.manual_stock is None:
             continue
-        taken = Variant.objects.filter(pk=line.variant_id, manual_stock__gte=line.quantity).update(
-            manual_stock=F("manual_stock") - line.quantity
-        )
-        if not taken:
-            Variant.objects.filter(pk=line.variant_id).update(manual_stock=0)
+        if not _manual_stock_move(line.variant_id, by=-line.quantity):
+            _manual_stock_move(line.variant_id, to=0)
             _event(order, order.status, message=f"paid late: manual stock of {line.sku} ran out meanwhile")
 
 
@@ -409,7 +422,7 @@ def _lines_release(order: Order) -> None:
     for line in order.lines.select_related("variant"):
         cards_release_for_line(line_id=line.pk)
         if line.delivery_mode == Product.DeliveryMode.MANUAL and line.variant.manual_stock is not None:
-            Variant.objects.filter(pk=line.variant_id).update(manual_stock=F("manual_stock") + line.quantity)
+            _manual_stock_move(line.variant_id, by=line.quantity)
 
 
 def _deliver(order: Order, *, actor=None) -> None:
@@ -623,7 +636,7 @@ def order_refund_record(*, order: Order, refunded_total: Decimal, actor=None, me
             undelivered = line.quantity - line.delivered_quantity
             manual = line.delivery_mode == Product.DeliveryMode.MANUAL and line.variant.manual_stock is not None
             if manual and undelivered > 0:
-                Variant.objects.filter(pk=line.variant_id).update(manual_stock=F("manual_stock") + undelivered)
+                _manual_stock_move(line.variant_id, by=undelivered)
     to_status = S.REFUNDED if refunded_total >= order.total else S.PARTIALLY_REFUNDED
     _transition(order, to_status, actor=actor, message=message)
     return order

@@ -411,3 +411,43 @@ def test_what_a_branch_may_buy_is_what_it_is_shown(alpha_api):
         BranchTerms.objects.filter(branch__slug="alpha").update(show_everything=True)
     assert listed() >= {in_child.product_id, elsewhere.product_id, picked.product_id}
     assert [bought(v, 2) for v in everyone] == [True, True, True, False, False, False]
+
+
+def test_the_change_feed_lists_manual_stock_moved_by_a_sale_and_a_cancellation(alpha_api):
+    """Manual goods' stock moves in an UPDATE when Site A sells them (and back when the order is
+    cancelled); the change feed must list the product with its new stock, or a branch keeps showing
+    the old one."""
+    from datetime import timedelta
+    from urllib.parse import quote
+
+    from django.utils import timezone
+
+    from catalog.models import Product, Variant
+    from orders.services import order_cancel
+    from tests.commerce import place
+
+    variant = site_a_product(codes=0)
+    long_ago = timezone.now() - timedelta(hours=1)
+    with schema_context("public"):
+        Product.objects.filter(pk=variant.product_id).update(
+            delivery_mode=Product.DeliveryMode.MANUAL, updated=long_ago
+        )
+        Variant.objects.filter(pk=variant.pk).update(manual_stock=5, updated=long_ago)
+        # Terms changed within the feed's overlap answer "everything"; as if set long ago.
+        BranchTerms.objects.filter(branch__slug="alpha").update(updated=long_ago)
+    since = quote((timezone.now() - timedelta(minutes=30)).isoformat())
+
+    def stock_in_feed() -> int | None:
+        body = alpha_api.get(f"/api/branch/v1/changes?since={since}").json()
+        assert body["full"] is False
+        listed = [p["variants"][0]["stock"] for p in body["products"] if p["id"] == variant.product_id]
+        return listed[0] if listed else None
+
+    assert stock_in_feed() is None  # nothing changed yet
+    with schema_context("public"):
+        order = place(Variant.objects.get(pk=variant.pk), quantity=2)
+    assert stock_in_feed() == 3
+    with schema_context("public"):
+        Variant.objects.filter(pk=variant.pk).update(updated=long_ago)
+        order_cancel(order_id=order.pk)
+    assert stock_in_feed() == 5
