@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.http import JsonResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
@@ -91,6 +92,9 @@ class BranchApiView(APIView):
         raw = request._request
         self._started = time.perf_counter()
         self._body = raw.body
+        if "\x00" in raw.path or any("\x00" in k or "\x00" in v for k, vs in raw.GET.lists() for v in vs):
+            # No text column can hold it: refused here, not as a database error later.
+            raise errors.Invalid("The path or query contains a NUL character.")
         self._idempotency_key = ""
         idempotency = None
         if raw.method == "POST":
@@ -138,6 +142,9 @@ class BranchApiView(APIView):
             return Response({"code": "invalid", "message": str(exc.detail), "fields": fields}, status=400)
         if isinstance(exc, ParseError):
             return Response({"code": "invalid", "message": "The body is not valid JSON.", "fields": []}, status=400)
+        if isinstance(exc, APIException):  # e.g. 405 method_not_allowed, 415 unsupported_media_type
+            code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+            return Response({"code": code, "message": str(exc.detail), "fields": []}, status=exc.status_code)
         return super().handle_exception(exc)
 
     def finalize_response(self, request, response, *args, **kwargs):
@@ -158,11 +165,11 @@ class BranchApiView(APIView):
         raw = request._request
         audit = ApiAuditLog(
             branch=caller.branch if caller else None,
-            key_prefix=raw.headers.get(signing.HEADER_KEY, "").partition(".")[0][:16],
+            key_prefix=_text(raw.headers.get(signing.HEADER_KEY, "").partition(".")[0][:16]),
             ip=client_ip_from(raw.META),
-            method=raw.method[:8],
-            path=raw.path[:255],
-            idempotency_key=raw.headers.get("Idempotency-Key", "")[:128],
+            method=_text(raw.method[:8]),
+            path=_text(raw.path[:255]),
+            idempotency_key=_text(raw.headers.get("Idempotency-Key", "")[:128]),
             status_code=response.status_code,
             error_code=(response.data or {}).get("code", "")[:48]
             if response.status_code >= 400 and isinstance(response.data, dict)
@@ -179,6 +186,17 @@ class BranchApiView(APIView):
         caller = getattr(request, "caller", None)
         if caller is not None and caller.idempotency_claimed:
             services.idempotency_release(branch=caller.branch, key=self._idempotency_key)
+
+
+def _text(value: str) -> str:
+    """What the client sent, as the audit log can store it (a refused request is audited too)."""
+    return value.replace("\x00", "\ufffd")
+
+
+def endpoint_not_found(request, *args, **kwargs):
+    """Any other path under the API: the API's JSON error, not the storefront's HTML page."""
+    error = errors.NotFound("No such endpoint.")
+    return JsonResponse(error.as_dict(), status=error.status)
 
 
 def _idempotency_key_valid(key: str) -> bool:
@@ -342,6 +360,9 @@ class Statement(BranchApiView):
         )
 
 
+MAX_PAGE = 1_000_000  # far past any real catalog, and page x size stays inside a bigint OFFSET
+
+
 def _int(value, default: int, name: str) -> int:
     if value in (None, ""):
         return default
@@ -349,8 +370,8 @@ def _int(value, default: int, name: str) -> int:
         number = int(value)
     except ValueError:
         raise errors.Invalid(f"{name} must be a positive integer.", field=name) from None
-    if number < 1:
-        raise errors.Invalid(f"{name} must be a positive integer.", field=name)
+    if not 1 <= number <= MAX_PAGE:
+        raise errors.Invalid(f"{name} must be an integer from 1 to {MAX_PAGE}.", field=name)
     return number
 
 

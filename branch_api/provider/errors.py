@@ -21,7 +21,10 @@ BadSignature = _error("BadSignature", 401, "bad_signature", "The request signatu
 IpNotAllowed = _error("IpNotAllowed", 403, "ip_not_allowed", "Requests from this address are not allowed.")
 BranchSuspended = _error("BranchSuspended", 403, "branch_suspended", "This branch is suspended.")
 IdempotencyKeyRequired = _error(
-    "IdempotencyKeyRequired", 400, "idempotency_key_required", "POST requests need an Idempotency-Key header."
+    "IdempotencyKeyRequired",
+    400,
+    "idempotency_key_required",
+    "POST requests need an Idempotency-Key header of 8 to 128 printable ASCII characters.",
 )
 RequestInFlight = _error("RequestInFlight", 409, "request_in_flight", "A request with this key is still running.")
 IdempotencyKeyReused = _error(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Max, Prefetch
@@ -120,6 +120,8 @@ def changes_since(terms: BranchTerms, since: str) -> dict:
         moment = None
     if since and moment is None:
         raise errors.Invalid("since must be a cursor returned by this endpoint.", field="since")
+    if moment is not None and timezone.is_naive(moment):  # a hand-written date: read as UTC
+        moment = timezone.make_aware(moment, UTC)
     visible = visible_products(terms)
     price_change = terms.price_list.rules.aggregate(latest=Max("updated"))["latest"] if terms.price_list_id else None
     full = moment is None or terms.updated > moment or (price_change is not None and price_change > moment)

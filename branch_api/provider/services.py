@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -189,6 +190,7 @@ class ApiCaller:
     idempotency_answered: bool = False
 
 
+_HEX = re.compile(r"[0-9a-f]+")
 IDEMPOTENCY_CLAIM_SECONDS = 120  # longer than any request runs; the database record outlives it
 
 
@@ -215,7 +217,8 @@ def request_authenticate(
     if not (api_key and stamp and nonce and given):
         raise errors.MissingCredentials()
     prefix, _, secret = api_key.partition(".")
-    record = caller_record(prefix) if prefix else None
+    # Only a well-formed prefix is looked up (it is hex; a NUL byte, say, must not reach the database).
+    record = caller_record(prefix) if prefix and len(prefix) <= 32 and _HEX.fullmatch(prefix) else None
     if record is None or not hmac.compare_digest(
         record.credential.secret_sha256, hashlib.sha256(secret.encode()).hexdigest()
     ):
@@ -225,7 +228,7 @@ def request_authenticate(
         raise errors.KeyRevoked()
     try:
         skew = abs(time.time() - int(stamp))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or one past any float
         raise errors.TimestampSkew() from None
     if skew > signing.MAX_SKEW_SECONDS:
         raise errors.TimestampSkew()
@@ -308,7 +311,8 @@ def _idempotency_claim_key(branch: Branch, key: str) -> str:
 
 
 def idempotency_key_check(key: str) -> None:
-    if not key or not 8 <= len(key) <= 128:
+    # Printable ASCII only: the key is stored and audited as text (a NUL byte cannot be).
+    if not key or not 8 <= len(key) <= 128 or not (key.isascii() and key.isprintable()):
         raise errors.IdempotencyKeyRequired()
 
 

@@ -1,4 +1,5 @@
-from django.urls import path
+from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
 
 from branch_api.provider import api
 
@@ -27,4 +28,5 @@ urlpatterns = [
         name="branch-api-webhook-deliveries",
     ),
     path("deliveries/<str:delivery_id>/replay", api.WebhookDeliveryReplay.as_view(), name="branch-api-delivery-replay"),
+    re_path(r"", csrf_exempt(api.endpoint_not_found)),
 ]
