@@ -26,6 +26,8 @@ What keeps the mirror exact:
   gateway reports for a collected payment is applied to the branch's order the same way, once, and
   not again when the branch recorded it by hand (``payments.refunds.collected_refund_notice_apply``);
   one the gateway fails later is booked back on both sides (``collect_refund_reverse_book``).
+- A payment staff confirm by hand in the branch (补单) is funded by ``prepaid_upstream`` as well: the
+  customer paid through Site A's channel, whose late notification then credits the balance once.
 """
 
 from __future__ import annotations
