@@ -17,6 +17,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from branch_api.provider.collect import BRANCH_FUNDING_ACCOUNT, collect_mode_active
+from branch_api.provider.collect import PROVIDER_PREFIX as COLLECTED
 from orders.models import Order
 from orders.services import order_mark_paid
 from payments.errors import ManualConfirmationRefused
@@ -137,11 +139,18 @@ def payment_confirm_manually(
             attempt.succeeded_at = timezone.now()
             attempt.save(update_fields=["status", "succeeded_at"])
             payment_fee_book(attempt=attempt)
+        provider, funding_account, reference = PROVIDER, "payment_clearing", gateway_reference
+        if collect_mode_active():
+            # Site A collects this shop's payments: the customer paid through Site A's channel, so the
+            # money is the branch's at Site A (as for a notified payment; refunds come from there too).
+            provider, funding_account = COLLECTED, BRANCH_FUNDING_ACCOUNT
+            reference = f"confirmed by hand: {gateway_reference or '-'}"
         return order_mark_paid(
             order_id=order.pk,
             amount=order.total,
             currency=order.currency,
-            provider=PROVIDER,
-            payment_reference=gateway_reference or f"manual #{staff.pk}",
+            provider=provider,
+            payment_reference=reference or f"manual #{staff.pk}",
             actor=staff,
+            funding_account=funding_account,
         )

@@ -22,15 +22,16 @@ from __future__ import annotations
 import secrets
 from decimal import Decimal, InvalidOperation
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django_tenants.utils import schema_context
 
 from catalog.pricing import money
 from ledger.errors import InsufficientFunds
 from ledger.services import Line, ledger_post
-from orders.models import Order
+from orders.models import Order, OrderEvent
 from orders.services import REFUNDABLE, order_refund_record, order_refund_reversed
 from payments.duplicates import duplicate_payment_is, duplicate_refund_notice_apply
 from payments.errors import CallbackRejected, ProviderUnavailable, RefundOutcomeUnknown, RefundRefused
@@ -46,6 +47,8 @@ GATEWAY_ACCEPTED = {"succeeded", "pending", "requires_action"}
 # A refund in these states never reached the customer (Stripe: failed, or canceled before it was sent).
 GATEWAY_FAILED = {"failed", "canceled"}
 DASHBOARD_REASON = "refunded in the gateway's dashboard"
+# A branch order Site A collected, refunded at Site A's gateway beyond what the branch recorded itself.
+COLLECTED_DASHBOARD_REASON = "refunded in Site A's payment gateway"
 
 
 def _can_refund_to_channel(order: Order) -> bool:
@@ -258,8 +261,10 @@ def _settle(order: Order, refund: Refund) -> None:
         actor=refund.staff,
         message=f"refunded {refund.amount} {refund.currency} to {refund.get_destination_display()}: {refund.reason}",
     )
-    refund_id = refund.pk
-    transaction.on_commit(lambda: _email_customer(refund_id))
+    refund_id, schema = refund.pk, connection.schema_name
+    # The task carries the schema current when it is queued: the refund's shop, not the commit's
+    # (a refund Site A's gateway reports is settled in a branch's schema from Site A's).
+    transaction.on_commit(lambda: _email_customer(refund_id, schema))
 
 
 def refund_gateway_notice_apply(*, provider_code: str, notice: RefundNotice) -> PaymentAttempt:
@@ -273,6 +278,10 @@ def refund_gateway_notice_apply(*, provider_code: str, notice: RefundNotice) -> 
       ledger transaction is mirrored, the refund is marked failed with the reason (its amount may be
       refunded again) and the order moves back, with a history entry for staff.
 
+    A payment Site A collected for a branch's order (purpose ``branch_sale``) goes to
+    ``collected_refund_notice_apply``, or, a second payment of it, to
+    ``branch_api.provider.collect.branch_sale_duplicate_refund_notice_apply``.
+
     Raises ``CallbackRejected`` (the gateway retries; the log shows why) for a payment we do not know,
     another currency, an amount that does not match our refund, or a dashboard refund beyond what
     is left to refund.
@@ -281,7 +290,7 @@ def refund_gateway_notice_apply(*, provider_code: str, notice: RefundNotice) -> 
         PaymentAttempt.objects.filter(
             provider=provider_code,
             gateway_reference=notice.payment_reference,
-            purpose=PaymentAttempt.Purpose.ORDER,
+            purpose__in=[PaymentAttempt.Purpose.ORDER, PaymentAttempt.Purpose.BRANCH_SALE],
             status=PaymentAttempt.Status.SUCCEEDED,
         ).first()
         if notice.payment_reference
@@ -291,6 +300,15 @@ def refund_gateway_notice_apply(*, provider_code: str, notice: RefundNotice) -> 
         raise CallbackRejected("refund of an unknown payment", code="unknown_payment")
     if notice.currency != attempt.currency:
         raise CallbackRejected("currency does not match", code="currency_mismatch")
+    if attempt.purpose == PaymentAttempt.Purpose.BRANCH_SALE:
+        # A branch order Site A collected (platform-collect): its refunds belong to the branch's order.
+        from branch_api.provider.collect import branch_sale_duplicate_is, branch_sale_duplicate_refund_notice_apply
+
+        if branch_sale_duplicate_is(attempt):
+            branch_sale_duplicate_refund_notice_apply(attempt=attempt, notice=notice)
+        else:
+            collected_refund_notice_apply(attempt=attempt, notice=notice)
+        return attempt
     if duplicate_payment_is(attempt):
         # A second payment of the order, given back on its own: not a refund of the order.
         duplicate_refund_notice_apply(attempt=attempt, notice=notice)
@@ -322,40 +340,155 @@ def refund_gateway_notice_apply(*, provider_code: str, notice: RefundNotice) -> 
     return attempt
 
 
-def _dashboard_refund_record(order: Order, *, provider_code: str, notice: RefundNotice) -> Refund:
-    """Record and settle a refund staff made in the gateway's dashboard; the caller holds the order lock."""
+def _dashboard_refund_record(
+    order: Order,
+    *,
+    provider_code: str,
+    notice: RefundNotice,
+    amount: Decimal | None = None,
+    reason: str = DASHBOARD_REASON,
+) -> Refund:
+    """Record and settle a refund staff made in the gateway's dashboard (``amount`` of it: all by
+    default); the caller holds the order lock."""
+    amount = notice.amount if amount is None else amount
     if order.paid_at is None or order.status not in REFUNDABLE:
         raise CallbackRejected("refund of an order that is not refundable", code="order_not_refundable")
-    if notice.amount > order.total - order_refunded_amount(order):
+    if amount > order.total - order_refunded_amount(order):
         # More than we think is left (e.g. also refunded to the wallet): staff must look at it.
         raise CallbackRejected("refund exceeds what is left to refund", code="amount_exceeds_refundable")
     refund = Refund.objects.create(
         order=order,
-        amount=notice.amount,
+        amount=amount,
         currency=order.currency,
         destination=D.CHANNEL,
         provider=provider_code,
         token=secrets.token_urlsafe(24),
         gateway_refund_id=notice.gateway_refund_id,
         gateway_status=notice.status,
-        reason=DASHBOARD_REASON,
+        reason=reason,
     )
-    _settle(order, refund)
+    try:
+        _settle(order, refund)
+    except RefundRefused as exc:  # a branch's balance at Site A too low to pay it: staff must look at it
+        raise CallbackRejected(exc.message, code=exc.code) from None
     return refund
+
+
+def collected_refund_notice_apply(*, attempt: PaymentAttempt, notice: RefundNotice) -> None:
+    """Apply a refund Site A's gateway reports for the collected payment of a branch sale
+    (platform-collect; called in Site A's schema, ``attempt`` is Site A's). Once per gateway refund id
+    (``BranchSaleRefund``), under the branch order's row lock, so repeats, out-of-order events and a
+    refund the branch records at the same moment change nothing more.
+
+    What the gateway refunded is first set against what the branch's order has booked as given back
+    through Site A's channel and no gateway refund has accounted for yet — the refunds the branch
+    recorded by hand (*outside*), which Site A's staff make in the gateway at the branch's request.
+    Only the rest is booked: a channel refund of the branch's order "refunded in Site A's payment
+    gateway", in both ledgers like a refund recorded by hand (``collect_refund_book``: the branch's
+    ``prepaid_upstream`` and its balance at Site A), the order moved on, the customer e-mailed. A
+    refund the gateway fails after it was booked is booked back on both sides.
+
+    Raises ``CallbackRejected`` (the gateway retries; the log shows why): the branch's order is
+    missing or not refundable, an amount other than the one already seen for this refund, more than
+    is left to refund (``amount_exceeds_refundable``), or a branch balance that does not cover it
+    (``balance_insufficient``).
+    """
+    from branch_api.provider.models import BranchSale, BranchSaleRefund
+
+    sale = BranchSale.objects.select_related("branch").get(pk=attempt.subject_id)
+    shop = sale.branch.schema_name
+    with transaction.atomic():
+        with schema_context(shop):
+            order = Order.objects.select_for_update().filter(pk=sale.order_id, number=sale.order_number).first()
+        if order is None:
+            raise CallbackRejected("refund of a branch order that is not there", code="unknown_payment")
+        seen = (
+            BranchSaleRefund.objects.select_for_update()
+            .filter(provider=attempt.provider, gateway_refund_id=notice.gateway_refund_id)
+            .first()
+        )
+        if seen is not None:
+            _collected_refund_update(order, seen, notice=notice, shop=shop)
+            return
+        known = {"sale": sale, "provider": attempt.provider, "gateway_refund_id": notice.gateway_refund_id}
+        if notice.status not in GATEWAY_ACCEPTED:
+            # Failed before we heard of it: no money moved. Kept, so that an older snapshot of the same
+            # refund ("pending") arriving after this books nothing either.
+            BranchSaleRefund.objects.create(**known, amount=notice.amount, gateway_status=notice.status)
+            return
+        accounted = BranchSaleRefund.objects.filter(sale=sale).exclude(gateway_status__in=GATEWAY_FAILED)
+        accounted = accounted.aggregate(total=Sum("amount"))["total"] or Decimal("0.00")
+        with schema_context(shop):
+            given_back = Refund.objects.filter(order=order, status=Refund.Status.SUCCEEDED)
+            given_back = given_back.exclude(destination=D.WALLET).aggregate(total=Sum("amount"))["total"] or Decimal(0)
+            recorded_by_hand = min(notice.amount, max(given_back - accounted, Decimal("0.00")))
+            booked, token = notice.amount - recorded_by_hand, ""
+            if booked > 0:
+                reason = f"{COLLECTED_DASHBOARD_REASON} ({attempt.provider} {notice.gateway_refund_id})"
+                refund = _dashboard_refund_record(
+                    order, provider_code=order.payment_provider, notice=notice, amount=booked, reason=reason
+                )
+                token = refund.token
+            if recorded_by_hand > 0:
+                _order_note(
+                    order,
+                    f"Site A's gateway refunded {recorded_by_hand} {order.currency} ({attempt.provider} "
+                    f"{notice.gateway_refund_id}): the refund recorded by hand, not booked again",
+                )
+        BranchSaleRefund.objects.create(
+            **known, amount=notice.amount, gateway_status=notice.status, booked=booked, refund_token=token
+        )
+
+
+def _collected_refund_update(order: Order, seen, *, notice: RefundNotice, shop: str) -> None:
+    """News about a gateway refund of a collected branch sale already applied; the caller holds the
+    branch order's row lock and ``seen``'s."""
+    if notice.amount != seen.amount:
+        raise CallbackRejected("refund amount does not match", code="amount_mismatch")
+    if seen.gateway_status in GATEWAY_FAILED:
+        return  # failed and canceled are final at the gateway: a later word about it is an older one
+    if notice.status in GATEWAY_FAILED:
+        reason = notice.failure_reason or notice.status
+        with schema_context(shop):
+            refund = Refund.objects.select_for_update().filter(token=seen.refund_token).first() if seen.booked else None
+            if refund is not None and refund.status == Refund.Status.SUCCEEDED:
+                _reverse(order, refund, reason=reason)
+            if seen.amount > seen.booked:
+                # Booked by the branch's refund recorded by hand: the customer still has to get it back
+                # through Site A's gateway; the next refund there is set against it.
+                _order_note(
+                    order,
+                    f"Site A's gateway failed its refund of {seen.amount - seen.booked} {order.currency} "
+                    f"({seen.gateway_refund_id}, {reason}) that the refund recorded by hand stood for",
+                )
+    seen.gateway_status = notice.status
+    seen.save(update_fields=["gateway_status", "updated"])
+
+
+def _order_note(order: Order, message: str) -> None:
+    """A history entry on ``order`` for its staff that does not change its status."""
+    OrderEvent.objects.create(order=order, from_status=order.status, to_status=order.status, message=message[:255])
 
 
 def _reverse(order: Order, refund: Refund, *, reason: str) -> None:
     """Book back a channel refund the gateway failed after it had succeeded; the caller holds the
     order's row lock. Its amount is free to be refunded again."""
+    from branch_api.provider.collect import PROVIDER_PREFIX as COLLECTED
+    from branch_api.provider.collect import collect_refund_reverse_book
+
     if _to_wallet(refund):
         return  # no gateway involved: a wallet refund cannot fail later
+    debit = "payment_clearing"
+    if order.payment_provider == COLLECTED:
+        # Site A's gateway failed it: the money is back in the branch's balance there, on both sides.
+        debit = collect_refund_reverse_book(order=order, amount=refund.amount, token=refund.token, reason=reason)
     dims = {"order_id": order.pk}
     ledger_post(
         kind="refund",
         idempotency_key=f"refund-reversed:{refund.token}",
         reference=order.number,
         memo=f"refund of {order.number} failed at the gateway ({reason})"[:255],
-        lines=[Line("payment_clearing", refund.amount, dims), Line("refunds", -refund.amount, dims)],
+        lines=[Line(debit, refund.amount, dims), Line("refunds", -refund.amount, dims)],
     )
     refund.status = Refund.Status.FAILED
     refund.error = f"the gateway failed this refund after it was made ({reason}); booked back"[:255]
@@ -368,10 +501,11 @@ def _reverse(order: Order, refund: Refund, *, reason: str) -> None:
     )
 
 
-def _email_customer(refund_id: int) -> None:
+def _email_customer(refund_id: int, schema: str) -> None:
     from orders.tasks import order_refund_email_task
 
-    order_refund_email_task.delay(refund_id)
+    with schema_context(schema):
+        order_refund_email_task.delay(refund_id)
 
 
 def orders_refund_to_wallet(*, order_ids: list[int], staff, reason: str) -> tuple[list[Refund], list[tuple[str, str]]]:

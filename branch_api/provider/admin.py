@@ -12,11 +12,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
-from unfold.admin import ModelAdmin
+from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminDecimalFieldWidget, UnfoldAdminTextInputWidget
 
-from branch_api.provider.models import ApiAuditLog, ApiCredential, BranchPurchase, BranchSale, BranchTerms
+from branch_api.provider.models import (
+    ApiAuditLog,
+    ApiCredential,
+    BranchPurchase,
+    BranchSale,
+    BranchSaleRefund,
+    BranchTerms,
+)
 from branch_api.provider.services import (
     branch_balance_account,
     branch_top_up,
@@ -288,6 +295,15 @@ class BranchPurchaseAdmin(ReadOnlyAdminMixin, PublicSchemaOnlyAdmin, ModelAdmin)
 from branch_api.provider import webhooks_admin  # noqa: E402,F401  (registers the webhook admin)
 
 
+class BranchSaleRefundInline(ReadOnlyAdminMixin, TabularInline):
+    """The refunds Site A's gateway reported for the collected payment, and what each booked itself."""
+
+    model = BranchSaleRefund
+    fields = readonly_fields = ["created", "provider", "gateway_refund_id", "amount", "booked", "gateway_status"]
+    extra = 0
+    can_delete = False
+
+
 @admin.register(BranchSale)
 class BranchSaleAdmin(ReadOnlyAdminMixin, PublicSchemaOnlyAdmin, ModelAdmin):
     """Branch orders Site A collected (platform-collect mode): read-only, like the ledger behind them.
@@ -307,6 +323,7 @@ class BranchSaleAdmin(ReadOnlyAdminMixin, PublicSchemaOnlyAdmin, ModelAdmin):
     search_fields = ["order_number", "branch__slug"]
     list_select_related = ["branch"]
     actions = ["duplicates_refunded_outside"]
+    inlines = [BranchSaleRefundInline]
 
     def has_record_refund_permission(self, request) -> bool:
         return request.user.has_perm("ledger.add_transaction")

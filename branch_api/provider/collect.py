@@ -13,15 +13,21 @@ of ``payment_clearing``: the customer's 15 arrives there and the purchase at cos
 so the account mirrors the balance Site A keeps for it. Branch and Site A must share the deployment
 (database), because both schemas are written directly; a branch on another server cannot use it.
 
-Two things keep the mirror exact:
+What keeps the mirror exact:
 
 - A branch order is paid once. A second successful payment of it at Site A (the customer paid twice)
   is not the branch's money and is not credited to its balance: Site A, which owns the channel, owes
   it back to the customer (``branch_sale_duplicates``) and refunds it through the channel when the
-  provider can (a task after the commit), otherwise its staff refund it in the gateway and record it.
+  provider can (a task after the commit), otherwise its staff refund it in the gateway and record it;
+  the gateway's notification of that refund is booked once, whichever comes first.
 - A refund of a collected order in the branch's admin that does not go to the customer's wallet is
   paid from the branch's money at Site A: ``prepaid_upstream`` in the branch and the branch's balance
-  at Site A move together, in one database transaction (``collect_refund_book``).
+  at Site A move together, in one database transaction (``collect_refund_book``). A refund Site A's
+  gateway reports for a collected payment is applied to the branch's order the same way, once, and
+  not again when the branch recorded it by hand (``payments.refunds.collected_refund_notice_apply``);
+  one the gateway fails later is booked back on both sides (``collect_refund_reverse_book``).
+- A payment staff confirm by hand in the branch (补单) is funded by ``prepaid_upstream`` as well: the
+  customer paid through Site A's channel, whose late notification then credits the balance once.
 """
 
 from __future__ import annotations
@@ -251,10 +257,40 @@ def branch_sale_duplicate_refund(*, attempt_id: int, outside: bool = False, staf
         )
         if how is None:
             return False
+    _duplicate_refund_book(attempt, sale, how)
+    return True
+
+
+def branch_sale_duplicate_is(attempt) -> bool:
+    """Whether ``attempt`` was booked as a second payment of its branch sale (owed back, or given back)."""
+    return Transaction.objects.filter(idempotency_key=f"branch-sale-duplicate:{attempt.pk}").exists()
+
+
+def branch_sale_duplicate_refund_notice_apply(*, attempt, notice) -> None:
+    """A gateway's signed notification about the refund of a second payment of a branch sale: the
+    refund our task made (booked already, or booked here first; the task then books nothing) or one
+    Site A's staff made in the gateway's dashboard. Books ``branch_sale_duplicates`` → payment
+    clearing once, like ``branch_sale_duplicate_refund``. A refund that failed moved no money (the
+    payment stays owed); anything but the whole sale amount is refused, for staff to look at."""
+    from payments.errors import CallbackRejected
+    from payments.refunds import GATEWAY_ACCEPTED
+
+    if notice.status not in GATEWAY_ACCEPTED:
+        logger.warning("refund %s of branch sale payment %s: %s", notice.gateway_refund_id, attempt.pk, notice.status)
+        return
+    sale = BranchSale.objects.get(pk=attempt.subject_id)
+    if notice.amount != sale.amount:
+        raise CallbackRejected("a second payment is refunded whole", code="amount_mismatch")
+    _duplicate_refund_book(attempt, sale, f"refunded via {attempt.provider} {notice.gateway_refund_id}")
+
+
+def _duplicate_refund_book(attempt, sale: BranchSale, how: str) -> None:
+    """``branch_sale_duplicates`` → payment clearing for a second payment, once (our refund task and the
+    gateway's notification of the same refund may both get here; the sale's row lock orders them)."""
     with transaction.atomic():
         BranchSale.objects.select_for_update().get(pk=sale.pk)
         if Transaction.objects.filter(idempotency_key=f"branch-sale-duplicate-refund:{attempt.pk}").exists():
-            return True
+            return
         ledger_post(
             kind="refund",
             idempotency_key=f"branch-sale-duplicate-refund:{attempt.pk}",
@@ -263,7 +299,6 @@ def branch_sale_duplicate_refund(*, attempt_id: int, outside: bool = False, staf
             lines=[Line(DUPLICATES_ACCOUNT, sale.amount), Line("payment_clearing", -sale.amount)],
         )
         BranchSale.objects.filter(pk=sale.pk).update(duplicate_owed=F("duplicate_owed") - sale.amount)
-    return True
 
 
 def collect_refund_book(*, order, amount: Decimal, token: str, reason: str) -> str:
@@ -281,6 +316,24 @@ def collect_refund_book(*, order, amount: Decimal, token: str, reason: str) -> s
             reference=order.number,
             memo=f"refund of {branch.slug}:{order.number} paid from its balance ({reason})"[:255],
             lines=[Line(balance_account_code(branch.pk), amount), Line("payment_clearing", -amount)],
+        )
+    return BRANCH_FUNDING_ACCOUNT
+
+
+def collect_refund_reverse_book(*, order, amount: Decimal, token: str, reason: str) -> str:
+    """Book back Site A's side of a refund of a collected order that Site A's gateway failed after it
+    had been booked (``collect_refund_book`` mirrored: the money is in Site A's payment clearing again
+    and back in the branch's balance). Runs in the branch's schema inside the caller's transaction;
+    returns the branch account to debit (``prepaid_upstream``)."""
+    schema = connection.schema_name
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        branch = Branch.objects.get(schema_name=schema)
+        ledger_post(
+            kind="refund",
+            idempotency_key=f"branch-refund-reversed:{branch.pk}:{token}",
+            reference=order.number,
+            memo=f"refund of {branch.slug}:{order.number} failed at the gateway ({reason}): back to its balance"[:255],
+            lines=[Line("payment_clearing", amount), Line(balance_account_code(branch.pk), -amount)],
         )
     return BRANCH_FUNDING_ACCOUNT
 

@@ -270,3 +270,38 @@ class BranchSale(models.Model):
 
     def __str__(self) -> str:
         return f"{self.branch.slug}:{self.order_number} {self.amount} {self.currency}"
+
+
+class BranchSaleRefund(models.Model):
+    """A refund Site A's gateway reported for the collected payment of a branch sale, once per gateway
+    refund id (``payments.refunds.collected_refund_notice_apply``).
+
+    ``booked`` is the part this refund booked itself (recorded on the branch's order as refunded in
+    Site A's gateway); the rest of ``amount`` had already been booked by a refund the branch recorded
+    by hand (*outside*). A refund the gateway failed counts for nothing.
+    """
+
+    sale = models.ForeignKey(BranchSale, on_delete=models.PROTECT, related_name="gateway_refunds")
+    provider = models.CharField(_("payment method"), max_length=32)
+    gateway_refund_id = models.CharField(_("gateway refund id"), max_length=128)
+    amount = models.DecimalField(_("amount"), **MONEY)
+    gateway_status = models.CharField(_("gateway status"), max_length=32)
+    booked = models.DecimalField(_("booked by this refund"), **MONEY, default=0)
+    refund_token = models.CharField(max_length=64, blank=True)  # the branch's Refund for ``booked``
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("gateway refund of a branch sale")
+        verbose_name_plural = _("gateway refunds of branch sales")
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "gateway_refund_id"], name="branch_sale_refund_once"),
+            models.CheckConstraint(
+                name="branch_sale_refund_booked_within_amount",
+                condition=models.Q(booked__gte=0, booked__lte=models.F("amount")),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gateway_refund_id} {self.amount} ({self.gateway_status})"

@@ -179,3 +179,45 @@ def test_a_branch_refund_of_a_collected_order_is_paid_from_its_money_at_site_a(c
         assert _natural(f"wallet:{customer.pk}") == D("11.00")
     assert _mirrored() == D("1.00")
     _both_ledgers_balance()
+
+
+def test_a_payment_confirmed_by_hand_in_the_branch_is_its_money_at_site_a(collect_mode, refunds_queued):
+    """补单 in a branch Site A collects for: the customer paid through Site A's channel and no
+    notification came. The branch books the sale to ``prepaid_upstream`` (not its own payment clearing,
+    which no channel of its own fills), and when Site A's notification comes after all, Site A credits
+    the branch once and the mirror is whole again; a refund by hand is paid from the balance there."""
+    from payments.manual import confirmation_password_set, payment_confirm_manually
+
+    _remote, local = _alpha_sells_site_a_product(price="10.00", codes=2)
+    with schema_context("alpha"):
+        order = place(local, 1)
+        attempt, _url = payment_start(order=order, provider_code="sandbox")  # Site A's attempt, never notified
+        confirmation_password_set(raw_password="confirm-secret-42")
+        staff = get_user_model().objects.filter(is_staff=True).first()
+        payment_confirm_manually(
+            order_id=order.pk,
+            staff=staff,
+            confirmation_password="confirm-secret-42",
+            reason="Paid per Site A, callback lost",
+            gateway_reference="SBX-42",
+        )
+        order.refresh_from_db()
+        assert order.paid_at is not None and order.payment_provider == "site_a"
+        assert (_natural("prepaid_upstream"), _natural("payment_clearing")) == (D("15.00"), D("0.00"))
+        assert "confirmed by hand: SBX-42" in order.events.get(to_status=Order.Status.PAID).message
+    assert alpha_balance_at_site_a() == D("0.00")  # Site A has not heard of the payment yet
+
+    with schema_context("public"):
+        notification = SandboxProvider().notification(attempt=attempt)
+        assert payment_callback_handle(provider_code="sandbox", data=notification) == (True, "ok")
+        sale = BranchSale.objects.get(order_number=order.number)
+    assert branch_sale_settle(sale_id=sale.pk)  # already paid: nothing more in the branch
+    with schema_context("alpha"):
+        assert Transaction.objects.filter(kind="order_payment").count() == 1
+    assert _mirrored() == D("15.00")
+
+    with schema_context("alpha"):
+        upstream_fulfil(order_id=order.pk)
+        refund_create(order_id=order.pk, amount="5.00", destination=R.OUTSIDE, staff=staff, reason="by hand")
+    assert _mirrored() == D("0.00")
+    _both_ledgers_balance()
