@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
+from django.db import models, transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -324,6 +324,11 @@ class BranchSaleAdmin(ReadOnlyAdminMixin, PublicSchemaOnlyAdmin, ModelAdmin):
     list_select_related = ["branch"]
     actions = ["duplicates_refunded_outside"]
     inlines = [BranchSaleRefundInline]
+    # The view-only page still builds its form: say what a URL without a scheme means (Django 6's default).
+    formfield_overrides = {
+        **ModelAdmin.formfield_overrides,
+        models.URLField: {**ModelAdmin.formfield_overrides.get(models.URLField, {}), "assume_scheme": "https"},
+    }
 
     def has_record_refund_permission(self, request) -> bool:
         return request.user.has_perm("ledger.add_transaction")
