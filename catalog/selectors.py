@@ -12,7 +12,7 @@ from django.db.models import Prefetch, Q
 
 from cardvault.services import variant_stock
 from catalog.models import Category, Product, Variant
-from catalog.pricing import PriceBook, Quote
+from catalog.pricing import PriceBook, Quote, tiers_prefetch
 
 
 @dataclass
@@ -90,7 +90,7 @@ def product_cards(products, *, book: PriceBook | None = None, with_specs: bool =
     """Products with their active variants, prices and stock: a fixed number of queries for any
     number of products (``with_specs`` adds the spec values a product page's picker needs)."""
     book = book or PriceBook.default()
-    variants = Variant.objects.filter(is_active=True).prefetch_related("tiers").order_by("sort_order", "pk")
+    variants = Variant.objects.filter(is_active=True).prefetch_related(tiers_prefetch()).order_by("sort_order", "pk")
     if with_specs:
         variants = variants.prefetch_related("spec_values")
         products = products.prefetch_related("specs__values")

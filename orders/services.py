@@ -27,7 +27,7 @@ from django.utils import timezone
 from cardvault.models import Card, CardAssignment
 from cardvault.services import cards_assign, cards_release_for_line, cards_reserve, cards_sell, out_of_stock
 from catalog.models import Product, Variant
-from catalog.pricing import PriceBook, Quote, money
+from catalog.pricing import PriceBook, Quote, money, tiers_prefetch
 from catalog.selectors import variant_units
 from core.sql import insert_values, prepared_cursor
 from ledger.models import Account
@@ -167,7 +167,7 @@ def order_place(
     variants = {
         v.pk: v
         for v in Variant.objects.select_related("product__category")
-        .prefetch_related("tiers")
+        .prefetch_related(tiers_prefetch())
         .filter(pk__in=[i.variant_id for i in items])
     }
     priced = _items_price(items, variants, book=PriceBook.default(), unit_prices=unit_prices)

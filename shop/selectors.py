@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 
-from catalog.pricing import PriceBook
+from catalog.pricing import PriceBook, variant_tiers
 from catalog.selectors import ProductCard, VariantView
 
 
@@ -57,7 +57,7 @@ def product_buy_box(card: ProductCard, *, variant_id: int | None = None, quantit
     choices = []
     for view in card.variants:
         steps = []
-        for tier in view.variant.tiers.all():
+        for tier in variant_tiers(view.variant):
             quote = book.quote(view.variant, quantity=tier.min_quantity, category_path=product.category.path)
             if quote.unit_price < view.quote.unit_price:
                 steps.append((tier.min_quantity, quote.unit_price))

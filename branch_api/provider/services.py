@@ -33,7 +33,7 @@ from branch_api.provider.models import (
 )
 from cardvault.errors import OutOfStock as VaultOutOfStock
 from catalog.models import Category, PriceList, Product, Variant, WholesaleTier
-from catalog.pricing import PriceBook, money
+from catalog.pricing import TIER_LIST, PriceBook, money
 from core.crypto import decrypt, encrypt
 from core.redis import get_redis, platform_key
 from core.sql import fetch_together, from_row, insert_one, insert_values, prepared_cursor, select_list
@@ -375,7 +375,7 @@ def visible_products(terms: BranchTerms) -> QuerySet[Product]:
 
 def _purchasable_query(terms: BranchTerms, variant_ids: list[int]) -> tuple[str, list]:
     """The active variants of ``variant_ids`` the branch may buy, with product, category and quantity
-    breaks (``_purchasable_from_rows`` makes ``variant.tiers.all()`` read nothing).
+    breaks (``_purchasable_from_rows`` makes ``variant_tiers`` read nothing).
 
     ``visible_products`` as one SQL condition on the variant's own row (no read of the terms' category
     paths first, no query tree of one condition per path: a purchase's cost must not grow with the
@@ -423,9 +423,7 @@ def _purchasable_from_rows(rows: list[tuple]) -> list[Variant]:
             )
             for tier in json.loads(row[-1])
         ]
-        cached = WholesaleTier.objects.filter(variant=found_variant).order_by("min_quantity")
-        cached._result_cache, cached._prefetch_done = tiers, True
-        found_variant._prefetched_objects_cache = {"tiers": cached}
+        setattr(found_variant, TIER_LIST, tiers)  # what ``variant_tiers`` reads
         found.append(found_variant)
     return found
 

@@ -36,7 +36,7 @@ from cardvault.crypto import code_digest
 from cardvault.models import Card, ImportBatch
 from cardvault.services import codes_parse_rows, import_commit
 from catalog.models import Category, PriceList, PriceRule, Product, Variant
-from catalog.pricing import PriceBook, money
+from catalog.pricing import PriceBook, money, tiers_prefetch
 from orders.models import Order, OrderLine
 
 __all__ = [
@@ -376,7 +376,7 @@ def _purchase_reprice(purchase: UpstreamPurchase, line: OrderLine) -> bool:
 
 def _unit_cost(variant_id: int, quantity: int) -> Decimal:
     """What Site A charges per unit for ``quantity`` of a copy, as of the last sync (its cost tiers)."""
-    variant = Variant.objects.select_related("product__category").prefetch_related("tiers").get(pk=variant_id)
+    variant = Variant.objects.select_related("product__category").prefetch_related(tiers_prefetch()).get(pk=variant_id)
     return PriceBook(None).quote(variant, quantity=quantity).cost
 
 
