@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Max, Prefetch
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -15,7 +15,7 @@ from branch_api.provider.services import balance_account_code, branch_price_book
 from cardvault.models import CardAssignment, CardReveal
 from cardvault.services import cards_reveal, variant_stock
 from catalog.models import Product, Variant
-from catalog.pricing import PriceBook
+from catalog.pricing import PriceBook, tiers_prefetch, variant_tiers
 from catalog.selectors import variant_units
 from ledger.models import Entry
 from tenants.models import Branch
@@ -40,23 +40,19 @@ def categories_payload(terms: BranchTerms) -> list[dict]:
 
 
 def _products_payload(terms: BranchTerms, products) -> list[dict]:
-    products = list(
-        products.select_related("category").prefetch_related(
-            # A plain list (to_attr): ``.all()`` on a related manager clones a queryset every time, and
-            # a full sync walks tens of thousands of variants.
-            Prefetch(
-                "variants",
-                queryset=Variant.objects.prefetch_related("tiers").order_by("sort_order", "pk"),
-                to_attr="variant_list",
-            )
-        )
-    )
+    products = list(products.select_related("category"))
+    # The variants in one query, grouped here: a related manager (even Django's prefetch, which makes
+    # one per product) costs more than the rows, and a full sync walks tens of thousands of variants.
+    variant_lists: dict[int, list[Variant]] = {product.pk: [] for product in products}
+    rows = Variant.objects.filter(product_id__in=list(variant_lists)).prefetch_related(tiers_prefetch())
+    for variant in rows.order_by("product_id", "sort_order", "pk"):
+        variant_lists[variant.product_id].append(variant)
     book = branch_price_book(terms)
-    stock = variant_stock([v.pk for p in products for v in p.variant_list])
+    stock = variant_stock([v.pk for variants in variant_lists.values() for v in variants])
     payload = []
     for product in products:
         variants = []
-        for variant in product.variant_list:
+        for variant in variant_lists[product.pk]:
             variant.product = product
             quote = book.quote(variant, category_path=product.category.path)
             units = variant_units(product, variant, stock)
@@ -92,7 +88,7 @@ def _tiers_payload(book: PriceBook, variant: Variant, category_path: str, cost: 
     """The branch's quantity breaks: its cost from each of Site A's tiers on, where that is lower than
     for fewer units. A purchase of that quantity is charged exactly this (the same quote)."""
     tiers = []
-    for tier in variant.tiers.all():
+    for tier in variant_tiers(variant):
         tier_cost = book.quote(variant, quantity=tier.min_quantity, category_path=category_path).unit_price
         if tier_cost < cost:
             tiers.append({"min_quantity": tier.min_quantity, "cost": str(tier_cost)})

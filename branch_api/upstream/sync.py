@@ -14,12 +14,14 @@ import secrets
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection as db_connection
+from django.db import connections as db_connections
 from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
@@ -85,12 +87,15 @@ def sync_full() -> SyncResult:
             plan = _Plan(_categories_store(client.categories()))
             seen: set[int] = set()
             counts: set[int] = set()
-            page: int | None = 1
-            while page:
-                answer = client.products(page=page, page_size=PAGE_SIZE)
-                seen |= _products_apply(answer["results"], plan, result)
-                counts.add(answer.get("count"))
-                page = answer.get("next_page")
+            # Site A builds the next page while this one is written: its half of the work overlaps ours.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-fetch") as fetcher:
+                pending = fetcher.submit(_products_page, client, 1)
+                while pending is not None:
+                    answer = pending.result()
+                    page = answer.get("next_page")
+                    pending = fetcher.submit(_products_page, client, page) if page else None
+                    seen |= _products_apply(answer["results"], plan, result)
+                    counts.add(answer.get("count"))
         except UpstreamError as exc:
             _sync_failed(connection, exc)
             raise
@@ -104,6 +109,14 @@ def sync_full() -> SyncResult:
         _mirrors_show_or_hide()
     cursor = (server_time - CURSOR_OVERLAP).isoformat() if server_time else ""
     return _sync_done(connection, result, cursor=cursor, clock=clock, full_started=started)
+
+
+def _products_page(client: UpstreamClient, page: int) -> dict:
+    try:
+        return client.products(page=page, page_size=PAGE_SIZE)
+    finally:
+        # A Site A in the same process served it on this thread, with a database connection of its own.
+        db_connections.close_all()
 
 
 def sync_incremental() -> SyncResult:
@@ -378,7 +391,7 @@ def _products_apply(
             result.deactivated += _copies_deactivate(unselected)
         if placed:
             copies, created, changed = _product_copies_upsert(placed, now)
-            changed = (changed | _variant_copies_upsert(placed, copies, now)) - created
+            changed = (changed | _variant_copies_upsert(placed, copies, now, new_products=created)) - created
             result.created += len(created)
             result.updated += len(changed)
             result.unchanged += len(copies) - len(created) - len(changed)
@@ -422,8 +435,11 @@ def _product_copies_upsert(
     return copies, {p.upstream_id for p in created}, {p.upstream_id for p in changed}
 
 
-def _variant_copies_upsert(placed: list[tuple[dict, int]], copies: dict[int, Product], now: datetime) -> set[int]:
-    """Create or update the variant copies; returns the remote ids of the products whose variants changed."""
+def _variant_copies_upsert(
+    placed: list[tuple[dict, int]], copies: dict[int, Product], now: datetime, *, new_products: set[int] = frozenset()
+) -> set[int]:
+    """Create or update the variant copies; returns the remote ids of the products whose variants changed.
+    ``new_products``: remote ids of product copies just created (nothing of theirs to read or retire)."""
     remote: dict[int, tuple[dict, Product, int]] = {}
     for data, _ in placed:
         for position, variant in enumerate(data.get("variants") or []):
@@ -465,18 +481,23 @@ def _variant_copies_upsert(placed: list[tuple[dict, int]], copies: dict[int, Pro
     Variant.objects.bulk_create(created)
     Variant.objects.bulk_update(changed, [*VARIANT_FIELDS, "updated"])
     copies_by_remote = {**existing, **{v.upstream_id: v for v in created}}
-    retiered = _tier_copies_upsert({remote_id: data for remote_id, (data, _, _) in remote.items()}, copies_by_remote)
+    retiered = _tier_copies_upsert(
+        {remote_id: data for remote_id, (data, _, _) in remote.items()},
+        copies_by_remote,
+        new={v.pk for v in created},
+    )
     for remote_id in retiered:
         touched.add(remote[remote_id][1].upstream_id)
     if retiered:
         Variant.objects.filter(upstream_id__in=list(retiered)).update(updated=now)
-    # Variants Site A no longer lists for these products stop selling.
+    # Variants Site A no longer lists for these products stop selling (a product copied just now has none).
+    older = [p.pk for remote_id, p in copies.items() if remote_id not in new_products]
     dropped = (
-        Variant.objects.filter(
-            product_id__in=[p.pk for p in copies.values()], upstream_id__isnull=False, is_active=True
-        )
+        Variant.objects.filter(product_id__in=older, upstream_id__isnull=False, is_active=True)
         .exclude(upstream_id__in=list(remote))
         .update(is_active=False, updated=now)
+        if older
+        else 0
     )
     if dropped:
         touched |= set(copies)  # which ones is not worth a query: they are counted as updated
@@ -494,18 +515,22 @@ def _remote_tiers(data: dict, cost: Decimal) -> dict[int, Decimal]:
     return tiers
 
 
-def _tier_copies_upsert(remote: dict[int, dict], copies: dict[int, Variant]) -> set[int]:
+def _tier_copies_upsert(
+    remote: dict[int, dict], copies: dict[int, Variant], *, new: set[int] = frozenset()
+) -> set[int]:
     """Keep each copy's cost tiers equal to Site A's (``unit_cost``; a tier price the shop set itself,
     ``unit_price``, stays). Returns the remote ids of the variants whose tiers changed. Three queries
-    at most per page, whatever its size."""
+    at most per page, whatever its size; ``new``: pks of copies created just now (no tiers to read)."""
     wanted = {
         copies[remote_id].pk: _remote_tiers(data, money(Decimal(str(data.get("cost") or "0"))))
         for remote_id, data in remote.items()
     }
     stored: dict[int, dict[int, tuple[int, Decimal | None, Decimal | None]]] = {}
-    rows = WholesaleTier.objects.filter(variant_id__in=list(wanted)).values_list(
+    older = [pk for pk in wanted if pk not in new]
+    rows = WholesaleTier.objects.filter(variant_id__in=older).values_list(
         "variant_id", "pk", "min_quantity", "unit_price", "unit_cost"
     )
+    rows = rows if older else []
     for variant_id, pk, min_quantity, unit_price, unit_cost in rows:
         stored.setdefault(variant_id, {})[min_quantity] = (pk, unit_price, unit_cost)
     upsert: list[WholesaleTier] = []
