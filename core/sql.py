@@ -51,6 +51,50 @@ def insert_values(objs: list[Model], *, refs: Refs | Callable[[Model], Refs] | N
     return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join(rows)}", params
 
 
+def copy_insert(objs: list[Model]) -> None:
+    """``bulk_create`` for thousands of new rows of one model through ``COPY``: primary keys taken from
+    the table's sequence first (set on the instances), then the rows streamed in one ``COPY``.
+
+    About three times faster than ``bulk_create``, because each value is sent as the instance holds
+    it: no ``get_db_prep_save`` per field, only ``auto_now``/``auto_now_add`` stamped and JSON wrapped.
+    So the instances must hold what the columns store (ints, strings, Decimals, aware datetimes, ids in
+    the ``_id`` attributes), as rows built from already-validated data do. No signals are sent."""
+    if not objs:
+        return
+    from django.db.models import DateField, JSONField
+    from psycopg.types.json import Jsonb
+
+    meta = objs[0]._meta
+    fields = [f for f in meta.local_concrete_fields if not f.generated]
+    stamped = [f for f in fields if isinstance(f, DateField) and (f.auto_now or f.auto_now_add)]
+    wrapped = [f for f in fields if isinstance(f, JSONField)]
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [meta.db_table, meta.pk.column, len(objs)],
+        )
+        for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
+            obj.pk = pk
+            for field in stamped:
+                field.pre_save(obj, add=True)
+            for field in wrapped:
+                setattr(obj, field.attname, Jsonb(getattr(obj, field.attname)))
+        names = ", ".join(quote(f.column) for f in fields)
+        attnames = [f.attname for f in fields]
+        try:
+            with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({names}) FROM STDIN") as copy:
+                for obj in objs:
+                    copy.write_row([getattr(obj, name) for name in attnames])
+        finally:
+            for obj in objs:
+                for field in wrapped:
+                    setattr(obj, field.attname, getattr(obj, field.attname).obj)
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
 def select_list(model: type[Model], alias: str) -> str:
     """``alias.col1, alias.col2, ...``: every concrete column of ``model`` in field order, for a
     hand-written SELECT whose rows ``from_row`` turns back into instances."""

@@ -33,6 +33,7 @@ from branch_api.upstream.models import UpstreamCategory, UpstreamConnection, Ups
 from branch_api.upstream.selectors import connection_get
 from catalog.models import Category, Product, Variant, WholesaleTier
 from catalog.pricing import money
+from core.sql import copy_insert
 
 PAGE_SIZE = 500
 # Site A's own cursors overlap by a minute so a slow transaction's changes are not skipped; a cursor
@@ -429,7 +430,7 @@ def _product_copies_upsert(
         elif _assign(copy, values):
             copy.updated = now
             changed.append(copy)
-    Product.objects.bulk_create(created)
+    copy_insert(created)
     Product.objects.bulk_update(changed, [*PRODUCT_FIELDS, "updated"])
     copies = {**existing, **{p.upstream_id: p for p in created}}
     return copies, {p.upstream_id for p in created}, {p.upstream_id for p in changed}
@@ -478,7 +479,7 @@ def _variant_copies_upsert(
             variant.updated = now
             changed.append(variant)
             touched.add(product.upstream_id)
-    Variant.objects.bulk_create(created)
+    copy_insert(created)
     Variant.objects.bulk_update(changed, [*VARIANT_FIELDS, "updated"])
     copies_by_remote = {**existing, **{v.upstream_id: v for v in created}}
     retiered = _tier_copies_upsert(

@@ -70,3 +70,45 @@ def test_a_hot_statement_is_prepared_after_it_ran_a_few_times_and_rows_come_back
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%a.code = $1%"])
         assert cursor.fetchone()[0] == 1
+
+
+@pytest.mark.django_db
+def test_rows_from_copy_insert_equal_the_ones_bulk_create_makes():
+    from catalog.models import Category, Product
+    from core.sql import copy_insert
+
+    category = Category.objects.create(name="Copies", slug="copies")
+
+    def products(tag: str, first_upstream_id: int) -> list[Product]:
+        return [
+            Product(
+                category=category,
+                name=f"{tag} {n}",
+                slug=f"{tag}-{n}",
+                upstream_id=first_upstream_id + n,
+                delivery_mode=Product.DeliveryMode.UPSTREAM,
+                checkout_fields=[{"name": "player_id", "label": "Player"}] if n % 2 else [],
+                max_quantity=n + 1,
+            )
+            for n in range(50)
+        ]
+
+    copied, created = products("copied", 1000), products("created", 2000)
+    copy_insert(copied)
+    Product.objects.bulk_create(created)
+
+    def stored(objs: list[Product]) -> list[tuple]:
+        fields = ["name", "category_id", "delivery_mode", "checkout_fields", "max_quantity", "is_active", "upstream_id"]
+        return [
+            tuple(row)
+            for row in Product.objects.filter(pk__in=[o.pk for o in objs]).order_by("pk").values_list(*fields)
+        ]
+
+    assert [p.pk for p in copied] == sorted(p.pk for p in copied)  # ids from the sequence, in order
+    assert [(row[0].replace("copied", "x"), *row[1:-1], row[-1] - 1000) for row in stored(copied)] == [
+        (row[0].replace("created", "x"), *row[1:-1], row[-1] - 2000) for row in stored(created)
+    ]
+    again = Product.objects.get(pk=copied[1].pk)
+    assert again.created == copied[1].created and again.updated == copied[1].updated  # stamped as save() does
+    assert copied[1].checkout_fields == [{"name": "player_id", "label": "Player"}]  # the instance is left as it was
+    assert not copied[1]._state.adding
