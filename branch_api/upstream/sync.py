@@ -524,6 +524,8 @@ def _tier_copies_upsert(
     at most per page, whatever its size; ``new``: pks of copies created just now (no tiers to read)."""
     wanted = {
         copies[remote_id].pk: _remote_tiers(data, money(Decimal(str(data.get("cost") or "0"))))
+        if data.get("tiers")
+        else {}  # most variants have no breaks: spare them the cost arithmetic
         for remote_id, data in remote.items()
     }
     stored: dict[int, dict[int, tuple[int, Decimal | None, Decimal | None]]] = {}
