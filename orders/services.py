@@ -21,7 +21,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Model, Q, Sum
 from django.utils import timezone
 
 from cardvault.models import Card, CardAssignment
@@ -307,9 +307,12 @@ def order_sell(
     payment_reference: str,
     funding_account: str,
     source: str,
+    attached: Model | None = None,
 ) -> Sale:
     """Place, pay and deliver an order of vault codes in one step, paid from ``funding_account`` (a
-    balance the buyer holds with us, e.g. a branch's prepaid balance).
+    balance the buyer holds with us, e.g. a branch's prepaid balance). ``attached``: a new row that
+    points at the order through its ``order`` field (e.g. the branch purchase the order is for),
+    inserted in the order's own statement; its primary key is set.
 
     The same order, history, ledger and codes as ``order_place`` + ``order_mark_paid`` produce for
     automatic goods, without the reservation round: the codes are taken and sold at once. ``variants``
@@ -350,7 +353,7 @@ def order_sell(
         _line_new(order, item, variant, quote, checkout_input, delivered_quantity=item.quantity)
         for item, variant, quote, checkout_input in priced
     ]
-    _order_insert(order, events, lines)
+    _order_insert(order, events, lines, attached=attached)
     assignments = cards_sell(lines=lines)
     postings = [
         _payment_posting(
@@ -363,28 +366,38 @@ def order_sell(
     return Sale(order=order, lines=lines, assignments=assignments, accounts=posted.accounts)
 
 
-def _order_insert(order: Order, events: list[OrderEvent], lines: list[OrderLine]) -> None:
-    """Insert a new order with its events and lines in one statement (one round trip instead of
-    three); sets the primary keys on the instances."""
+def _order_insert(
+    order: Order, events: list[OrderEvent], lines: list[OrderLine], *, attached: Model | None = None
+) -> None:
+    """Insert a new order with its events and lines (and ``attached``, a row pointing at the order)
+    in one statement (one round trip instead of three or four); sets the primary keys on the instances."""
     by_order = {"order": ("(SELECT id FROM o)", [])}
     order_sql, order_params = insert_values([order])
     events_sql, events_params = insert_values(events, refs=by_order)
     lines_sql, lines_params = insert_values(lines, refs=by_order)
+    attached_cte, attached_params, attached_id = "", [], "NULL::bigint"
+    if attached is not None:
+        attached_sql, attached_params = insert_values([attached], refs=by_order)
+        attached_cte, attached_id = f", a AS ({attached_sql} RETURNING id)", "(SELECT id FROM a)"
     with prepared_cursor() as cursor:
         cursor.execute(
-            f"WITH o AS ({order_sql} RETURNING id), e AS ({events_sql}), l AS ({lines_sql} RETURNING id) "
-            "SELECT (SELECT id FROM o), l.id FROM l ORDER BY l.id",
-            [*order_params, *events_params, *lines_params],
+            f"WITH o AS ({order_sql} RETURNING id), e AS ({events_sql}), l AS ({lines_sql} RETURNING id)"
+            f"{attached_cte} SELECT (SELECT id FROM o), {attached_id}, l.id FROM l ORDER BY l.id",
+            [*order_params, *events_params, *lines_params, *attached_params],
         )
         rows = cursor.fetchall()
     # Multi-row VALUES take their ids from the sequence in order (as bulk_create relies on too).
     order.pk = rows[0][0]
     order._state.adding = False
-    for line, (_order_id, line_id) in zip(lines, rows, strict=True):
+    for line, (_order_id, _attached_id, line_id) in zip(lines, rows, strict=True):
         line.pk, line.order_id = line_id, order.pk
         line._state.adding = False
     for event in events:
         event.order_id = order.pk
+    if attached is not None:
+        attached.pk, attached.order = rows[0][1], order
+        attached._state.adding = False
+        attached._state.db = order._state.db
 
 
 def _manual_stock_move(variant_id: int, *, by: int = 0, to: int | None = None) -> bool:

@@ -497,6 +497,7 @@ def branch_purchase(
     cart = [CartItem(variant_id=i.variant_id, quantity=i.quantity) for i in items]
     email = caller.branch.owner_email or f"{caller.branch.slug}@{settings.PLATFORM_DOMAIN}"
     sale = None
+    purchase = BranchPurchase(branch=caller.branch, reference=reference, total=total)
     try:
         with transaction.atomic():
             if all(v.product.delivery_mode == Product.DeliveryMode.AUTOMATIC for v in variants.values()):
@@ -510,11 +511,12 @@ def branch_purchase(
                     payment_reference=reference,
                     funding_account=funding_account,
                     source=Order.Source.BRANCH_API,
+                    attached=purchase,  # inserted with the order: a reference used twice fails right there
                 )
-                order = sale.order
             else:  # goods delivered later (by staff, or bought upstream) take the storefront's path
-                order = order_place(items=cart, email=email, unit_prices=costs, source=Order.Source.BRANCH_API)
-            purchase = insert_one(BranchPurchase(branch=caller.branch, reference=reference, order=order, total=total))
+                purchase.order = order_place(items=cart, email=email, unit_prices=costs, source=Order.Source.BRANCH_API)
+                insert_one(purchase)
+            order = purchase.order
             if sale is None:
                 purchase.order = order_mark_paid(
                     order_id=order.pk,

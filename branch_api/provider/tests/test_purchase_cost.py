@@ -23,12 +23,12 @@ from tenants.models import Branch
 
 # Statements of one purchase of vault codes (besides django-tenants' `SET search_path`), whatever
 # the quantity: whether the Idempotency-Key was answered before; the balance with any earlier purchase
-# of the reference; the variants with visibility and tiers; the sale (savepoint, order with lines and
-# events, codes with their assignments, accounts locked, journal rows with balances, release); the
-# purchase; the audit row with the stored answer and the reveal log. The credential, terms, price book
+# of the reference; the variants with visibility and tiers; the sale (savepoint, order with lines,
+# events and the purchase row, codes with their assignments, accounts locked, journal rows with
+# balances, release); the audit row with the stored answer and the reveal log. The credential, terms, price book
 # and webhook endpoints come from memory (branch_api/provider/callers.py).
-# 13 here, where the call's own transaction is a savepoint of the test's (11 outside tests).
-PURCHASE_QUERIES = 13
+# 12 here, where the call's own transaction is a savepoint of the test's (10 outside tests).
+PURCHASE_QUERIES = 12
 
 
 def _statements(api, variant, *, quantity: int, reference: str) -> int:
