@@ -101,7 +101,11 @@ def payment_callback_handle(*, provider_code: str, data: dict, remote_ip: str | 
     changes nothing.
     """
     provider = get_provider(provider_code)
-    safe_payload = {k: str(v)[:200] for k, v in data.items() if k not in {"key", "secret"}}
+    safe_payload = {_text(k): _text(str(v)[:200]) for k, v in data.items() if k not in {"key", "secret"}}
+    if any("\x00" in _text(k, nul="\x00") + str(v) for k, v in data.items()):
+        # No gateway sends one, and no text column could hold it.
+        _log(provider_code, None, False, "invalid_payload", safe_payload, remote_ip)
+        return False, "invalid_payload"
     try:
         parsed = provider.parse_callback(data)
         if isinstance(parsed, tuple):  # refund notices (Stripe's refund events)
@@ -202,6 +206,11 @@ def _apply_success(attempt: PaymentAttempt, parsed: CallbackData) -> None:
         provider=attempt.provider,
         payment_reference=parsed.external_id,
     )
+
+
+def _text(value, *, nul: str = "\ufffd") -> str:
+    """A notification's key or value as the callback log can store it (JSON cannot hold a NUL)."""
+    return str(value).replace("\x00", nul)
 
 
 def _log(provider: str, attempt, accepted: bool, code: str, payload: dict, ip: str | None) -> None:

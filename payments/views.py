@@ -32,6 +32,7 @@ def callback(request, provider: str):
     elif getattr(gateway, "callback_raw", False):
         data = gateway.raw_callback_data(body=request.body, headers=request.headers)
     else:
+        request.body  # noqa: B018  (read before POST: a multipart body cannot be read once parsed)
         data = request.POST.dict() if request.POST else {}
     if not data and request.body:
         import json

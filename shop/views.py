@@ -191,7 +191,8 @@ def order_codes_txt(request, number: str):
 
 def order_lookup(request):
     """Guest lookup: order number + e-mail + lookup password. Rate limited per IP and per order."""
-    form = OrderLookupForm(request.POST or None)
+    # Bound on every POST, even an empty one: a rate-limited POST adds its error to a bound form.
+    form = OrderLookupForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
         limited = is_ratelimited(

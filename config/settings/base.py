@@ -105,6 +105,7 @@ TENANT_LIMIT_SET_CALLS = True
 TENANT_DOMAIN_CACHE_SECONDS = env_int("TENANT_DOMAIN_CACHE_SECONDS", 300)
 
 MIDDLEWARE = [
+    "core.middleware.RefuseNulMiddleware",
     "tenants.middleware.BranchRoutingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
