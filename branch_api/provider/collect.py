@@ -307,17 +307,8 @@ def collect_refund_book(*, order, amount: Decimal, token: str, reason: str) -> s
     the money back through its channel). Runs in the branch's schema inside the refund's transaction;
     returns the branch account to credit (``prepaid_upstream``). ``InsufficientFunds`` when the
     balance does not cover it (nothing is written)."""
-    schema = connection.schema_name
-    with schema_context(settings.PUBLIC_SCHEMA_NAME):
-        branch = Branch.objects.get(schema_name=schema)
-        ledger_post(
-            kind="refund",
-            idempotency_key=f"branch-refund:{branch.pk}:{token}",
-            reference=order.number,
-            memo=f"refund of {branch.slug}:{order.number} paid from its balance ({reason})"[:255],
-            lines=[Line(balance_account_code(branch.pk), amount), Line("payment_clearing", -amount)],
-        )
-    return BRANCH_FUNDING_ACCOUNT
+    return _branch_refund_post(order=order, amount=amount, key="branch-refund", token=token, back=False,
+                               memo=f"paid from its balance ({reason})")  # fmt: skip
 
 
 def collect_refund_reverse_book(*, order, amount: Decimal, token: str, reason: str) -> str:
@@ -325,15 +316,23 @@ def collect_refund_reverse_book(*, order, amount: Decimal, token: str, reason: s
     had been booked (``collect_refund_book`` mirrored: the money is in Site A's payment clearing again
     and back in the branch's balance). Runs in the branch's schema inside the caller's transaction;
     returns the branch account to debit (``prepaid_upstream``)."""
+    return _branch_refund_post(order=order, amount=amount, key="branch-refund-reversed", token=token, back=True,
+                               memo=f"failed at the gateway ({reason}): back to its balance")  # fmt: skip
+
+
+def _branch_refund_post(*, order, amount: Decimal, key: str, token: str, back: bool, memo: str) -> str:
+    """Post a refund of a collected order from the branch's balance at Site A to Site A's payment
+    clearing (``back``: the other way round), from the branch's schema."""
     schema = connection.schema_name
     with schema_context(settings.PUBLIC_SCHEMA_NAME):
         branch = Branch.objects.get(schema_name=schema)
+        lines = [Line(balance_account_code(branch.pk), amount), Line("payment_clearing", -amount)]
         ledger_post(
             kind="refund",
-            idempotency_key=f"branch-refund-reversed:{branch.pk}:{token}",
+            idempotency_key=f"{key}:{branch.pk}:{token}",
             reference=order.number,
-            memo=f"refund of {branch.slug}:{order.number} failed at the gateway ({reason}): back to its balance"[:255],
-            lines=[Line("payment_clearing", amount), Line(balance_account_code(branch.pk), -amount)],
+            memo=f"refund of {branch.slug}:{order.number} {memo}"[:255],
+            lines=[Line(line.account, -line.amount) for line in lines] if back else lines,
         )
     return BRANCH_FUNDING_ACCOUNT
 
