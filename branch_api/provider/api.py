@@ -14,8 +14,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import APIException, ParseError, Throttled, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
+from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import APIView
 
 from branch_api import signing
@@ -65,6 +67,18 @@ class BranchThrottle(BaseThrottle):
         return self._wait
 
 
+class _SortedKeysEncoder(JSONEncoder):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "sort_keys": True})
+
+
+class BranchJSONRenderer(JSONRenderer):
+    """JSON with sorted keys: a replayed answer comes back from a jsonb column, which keeps no key
+    order, and must still be the original answer byte for byte."""
+
+    encoder_class = _SortedKeysEncoder
+
+
 class BranchApiView(APIView):
     """Every call is one database transaction: what the endpoint changes, the stored answer of an
     idempotent POST and the audit row commit together (or, on a crash, not at all)."""
@@ -72,6 +86,7 @@ class BranchApiView(APIView):
     authentication_classes: list = []
     permission_classes: list = []
     throttle_classes = [BranchThrottle]
+    renderer_classes = [BranchJSONRenderer]
     # False for an endpoint that may call a remote service: no transaction is held open across it.
     one_transaction = True
 
