@@ -40,3 +40,8 @@ def client_ip(request) -> str | None:
 def ratelimit_ip(request) -> str:
     """The key django-ratelimit counts per client (RATELIMIT_IP_META_KEY); never empty."""
     return client_ip(request) or "unknown"
+
+
+def storable_text(value) -> str:
+    """What a client sent, as a text or JSON column can store it: PostgreSQL takes no NUL character."""
+    return str(value).replace("\x00", "\ufffd")

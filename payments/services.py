@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.http import storable_text
 from orders.errors import OrderNotPayable, OrderStateError
 from orders.models import Order
 from orders.services import order_mark_paid
@@ -101,8 +102,10 @@ def payment_callback_handle(*, provider_code: str, data: dict, remote_ip: str | 
     changes nothing.
     """
     provider = get_provider(provider_code)
-    safe_payload = {_text(k): _text(str(v)[:200]) for k, v in data.items() if k not in {"key", "secret"}}
-    if any("\x00" in _text(k, nul="\x00") + str(v) for k, v in data.items()):
+    safe_payload = {
+        storable_text(k): storable_text(str(v)[:200]) for k, v in data.items() if k not in {"key", "secret"}
+    }
+    if any("\x00" in f"{k}{v}" for k, v in data.items()):
         # No gateway sends one, and no text column could hold it.
         _log(provider_code, None, False, "invalid_payload", safe_payload, remote_ip)
         return False, "invalid_payload"
@@ -206,11 +209,6 @@ def _apply_success(attempt: PaymentAttempt, parsed: CallbackData) -> None:
         provider=attempt.provider,
         payment_reference=parsed.external_id,
     )
-
-
-def _text(value, *, nul: str = "\ufffd") -> str:
-    """A notification's key or value as the callback log can store it (JSON cannot hold a NUL)."""
-    return str(value).replace("\x00", nul)
 
 
 def _log(provider: str, attempt, accepted: bool, code: str, payload: dict, ip: str | None) -> None:

@@ -25,20 +25,20 @@ def callback(request, provider: str):
         gateway = get_provider(provider)
     except ProviderUnavailable:
         raise Http404("unknown payment provider") from None
+    body = request.body  # read before POST: a multipart body cannot be read once parsed
     if request.method == "GET":
         if not getattr(gateway, "callback_via_get", False):
             return HttpResponseNotAllowed(["POST"])
         data = request.GET.dict()
     elif getattr(gateway, "callback_raw", False):
-        data = gateway.raw_callback_data(body=request.body, headers=request.headers)
+        data = gateway.raw_callback_data(body=body, headers=request.headers)
     else:
-        request.body  # noqa: B018  (read before POST: a multipart body cannot be read once parsed)
         data = request.POST.dict() if request.POST else {}
-    if not data and request.body:
+    if not data and body:
         import json
 
         try:
-            data = json.loads(request.body)
+            data = json.loads(body)
         except ValueError:
             data = {}
         if not isinstance(data, dict):  # a JSON array or scalar is no notification

@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from branch_api import signing
 from branch_api.provider import errors, selectors, services, webhooks
 from branch_api.provider.models import ApiAuditLog, IdempotencyRecord
-from core.http import client_ip_from
+from core.http import client_ip_from, storable_text
 
 SIGNING_DOC = """Every request is signed: see docs/branch-api.md. Headers `X-Cardmesh-Key` (`prefix.secret`),
 `X-Cardmesh-Timestamp` (Unix seconds, ±300 s), `X-Cardmesh-Nonce` (≥128 random bits, URL-safe base64, never
@@ -180,11 +180,11 @@ class BranchApiView(APIView):
         raw = request._request
         audit = ApiAuditLog(
             branch=caller.branch if caller else None,
-            key_prefix=_text(raw.headers.get(signing.HEADER_KEY, "").partition(".")[0][:16]),
+            key_prefix=storable_text(raw.headers.get(signing.HEADER_KEY, "").partition(".")[0][:16]),
             ip=client_ip_from(raw.META),
-            method=_text(raw.method[:8]),
-            path=_text(raw.path[:255]),
-            idempotency_key=_text(raw.headers.get("Idempotency-Key", "")[:128]),
+            method=storable_text(raw.method[:8]),
+            path=storable_text(raw.path[:255]),
+            idempotency_key=storable_text(raw.headers.get("Idempotency-Key", "")[:128]),
             status_code=response.status_code,
             error_code=(response.data or {}).get("code", "")[:48]
             if response.status_code >= 400 and isinstance(response.data, dict)
@@ -201,11 +201,6 @@ class BranchApiView(APIView):
         caller = getattr(request, "caller", None)
         if caller is not None and caller.idempotency_claimed:
             services.idempotency_release(branch=caller.branch, key=self._idempotency_key)
-
-
-def _text(value: str) -> str:
-    """What the client sent, as the audit log can store it (a refused request is audited too)."""
-    return value.replace("\x00", "\ufffd")
 
 
 def endpoint_not_found(request, *args, **kwargs):

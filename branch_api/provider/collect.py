@@ -326,13 +326,13 @@ def _branch_refund_post(*, order, amount: Decimal, key: str, token: str, back: b
     schema = connection.schema_name
     with schema_context(settings.PUBLIC_SCHEMA_NAME):
         branch = Branch.objects.get(schema_name=schema)
-        lines = [Line(balance_account_code(branch.pk), amount), Line("payment_clearing", -amount)]
+        paid = -amount if back else amount  # what the branch's balance pays
         ledger_post(
             kind="refund",
             idempotency_key=f"{key}:{branch.pk}:{token}",
             reference=order.number,
             memo=f"refund of {branch.slug}:{order.number} {memo}"[:255],
-            lines=[Line(line.account, -line.amount) for line in lines] if back else lines,
+            lines=[Line(balance_account_code(branch.pk), paid), Line("payment_clearing", -paid)],
         )
     return BRANCH_FUNDING_ACCOUNT
 
